@@ -49,6 +49,7 @@ def _training_corpus(extra_texts: list[str] | None = None) -> list[str]:
     lines = [" ".join(_WORDS), string.ascii_letters, string.digits, string.punctuation]
     lines += [f"{a} + {b} = {a + b}" for a in range(30) for b in range(0, 30, 7)]
     lines += [f"What is the {w}?" for w in _WORDS]
+    lines += list(_WORDS)  # each word also without a leading space (e.g. right after <answer>)
     lines += [r"\frac{1}{2} \sqrt{3} \boxed{42} x^2 \pi \circ \cdot \le \ge \ne"]
     lines += list(extra_texts or [])
     return lines

@@ -1,0 +1,109 @@
+"""Per-token log-probs of responses under a policy (with grad when training).
+
+The forward runs on [prompt ; response] and computes logits only for the response positions
+(``logits_to_keep``), so memory is O(N * T * V), not O(N * (Lp + T) * V).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mhpo_vl.rollout.types import Rollout
+from mhpo_vl.rollout.vision import TEXT_KEYS, encode_images_once, expand_inputs
+
+
+def build_sequence_inputs(rollout: Rollout, model: torch.nn.Module, vision_start_id: int | None,
+                          reuse_vision: bool = True) -> dict[str, Any]:
+    """Model inputs for all N = P*G [prompt ; response] rows of a rollout.
+
+    With ``reuse_vision`` the vision tower runs once per prompt (not per sample) and its outputs are passed
+    as ``mm_encoder_outputs``; gradients still flow into it when it is trainable.
+    """
+    g = rollout.group_size
+    prompt = {k: v.to(model.device) for k, v in rollout.prompt_inputs.items()}
+    expanded = expand_inputs(prompt, g, vision_start_id)
+    response_ids = rollout.response_ids.to(model.device)
+    response_mask = rollout.response_mask.to(model.device)
+    inputs: dict[str, Any] = {
+        "input_ids": torch.cat([expanded["input_ids"], response_ids], dim=1),
+        "attention_mask": torch.cat([expanded["attention_mask"], response_mask], dim=1),
+    }
+    if "mm_token_type_ids" in expanded:
+        zeros = torch.zeros_like(response_ids, dtype=expanded["mm_token_type_ids"].dtype)
+        inputs["mm_token_type_ids"] = torch.cat([expanded["mm_token_type_ids"], zeros], dim=1)
+    if "image_grid_thw" in expanded:
+        inputs["image_grid_thw"] = expanded["image_grid_thw"]
+        encoded = encode_images_once(model, prompt, g, vision_start_id) if reuse_vision else None
+        if encoded is not None:
+            inputs["mm_encoder_outputs"] = {"image": encoded}
+        else:
+            inputs["pixel_values"] = expanded["pixel_values"]
+    return inputs
+
+
+def _slice_rows(inputs: dict[str, Any], rows: slice, image_rows: slice | None) -> dict[str, Any]:
+    """Select sequence rows (and their images) from build_sequence_inputs' output."""
+    out: dict[str, Any] = {k: inputs[k][rows] for k in (*TEXT_KEYS,) if k in inputs}
+    if "image_grid_thw" in inputs and image_rows is not None:
+        grid = inputs["image_grid_thw"]
+        out["image_grid_thw"] = grid[image_rows]
+        if "pixel_values" in inputs:
+            patches = grid.prod(-1)
+            start = int(patches[: image_rows.start].sum())
+            stop = int(patches[: image_rows.stop].sum())
+            out["pixel_values"] = inputs["pixel_values"][start:stop]
+        if "mm_encoder_outputs" in inputs:
+            out["mm_encoder_outputs"] = {"image": _slice_encoder(inputs["mm_encoder_outputs"]["image"], image_rows)}
+    return out
+
+
+def _slice_encoder(encoded: Any, image_rows: slice) -> Any:
+    import copy
+
+    part = copy.copy(encoded)
+    pooled = list(encoded.pooler_output)
+    part.pooler_output = tuple(pooled[image_rows])
+    deepstack = getattr(encoded, "deepstack_features", None)
+    if deepstack is not None:
+        part.deepstack_features = [tuple(list(layer)[image_rows]) for layer in deepstack]
+    return part
+
+
+def image_rows_for(inputs: dict[str, Any], vision_start_id: int | None, rows: slice) -> slice | None:
+    """The slice of images that belong to sequence rows ``rows``."""
+    if "image_grid_thw" not in inputs or vision_start_id is None:
+        return None
+    counts = (inputs["input_ids"] == vision_start_id).sum(dim=1)
+    start = int(counts[: rows.start].sum())
+    return slice(start, start + int(counts[rows].sum()))
+
+
+def token_logprobs(model: torch.nn.Module, inputs: dict[str, Any], response_ids: torch.Tensor,
+                   temperature: float = 1.0, with_entropy: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log softmax(logits / T) of each response token: (N, T) float32, and optionally entropy (N, T).
+
+    ``inputs`` holds N full sequences whose last T tokens are ``response_ids`` (N, T).
+    """
+    t = response_ids.shape[1]
+    out = model(**inputs, logits_to_keep=t + 1, use_cache=False)
+    logits = out.logits[:, -(t + 1):-1, :].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    log_norm = torch.logsumexp(logits, dim=-1)
+    chosen = logits.gather(-1, response_ids[..., None].to(logits.device)).squeeze(-1)
+    logp = chosen - log_norm
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            probs = torch.softmax(logits, dim=-1)
+            entropy = log_norm - (probs * logits).sum(-1)
+    return logp, entropy
+
+
+def micro_batches(n_rows: int, size: int) -> list[slice]:
+    """Row slices of at most ``size`` (0 = all rows in one)."""
+    size = size or n_rows
+    return [slice(i, min(i + size, n_rows)) for i in range(0, n_rows, size)]

@@ -1,0 +1,100 @@
+"""Rollout bookkeeping for the trainer: deterministic prompt order, group selection and concatenation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mhpo_vl.rollout.types import Rollout
+from mhpo_vl.rollout.vision import images_per_prompt
+
+
+class PromptSampler:
+    """Endless, seeded, epoch-wise shuffled prompt indices; ``position`` is the resume point.
+
+    Under several processes every rank reads the same global order and keeps its own stride.
+    """
+
+    def __init__(self, n_records: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+        self.n = n_records
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world = world
+        self.position = 0  # global number of prompts consumed
+
+    def _order(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(self.n, generator=gen).tolist()
+
+    def take(self, count: int) -> list[int]:
+        """The next ``count`` global prompts; returns this rank's share (every world-th index)."""
+        out = []
+        for i in range(count):
+            pos = self.position + i
+            out.append(self._order(pos // self.n)[pos % self.n])
+        self.position += count
+        return out[self.rank::self.world]
+
+
+def select_groups(rollout: Rollout, groups: list[int], vision_start_id: int | None) -> Rollout:
+    """A rollout holding only the given prompt groups (e.g. those with non-zero reward variance)."""
+    g = rollout.group_size
+    rows = torch.tensor([p * g + j for p in groups for j in range(g)], dtype=torch.long)
+    prompt = rollout.prompt_inputs
+    sel = torch.tensor(groups, dtype=torch.long)
+    new_prompt = {k: prompt[k][sel] for k in ("input_ids", "attention_mask", "mm_token_type_ids") if k in prompt}
+    if "image_grid_thw" in prompt:
+        counts = images_per_prompt(prompt["input_ids"], vision_start_id)
+        starts = [sum(counts[:p]) for p in range(len(counts))]
+        image_index = [starts[p] + i for p in groups for i in range(counts[p])]
+        grid = prompt["image_grid_thw"]
+        patches = grid.prod(-1)
+        offsets = torch.cumsum(patches, 0) - patches
+        parts = [torch.arange(int(offsets[i]), int(offsets[i] + patches[i])) for i in image_index]
+        new_prompt["image_grid_thw"] = grid[image_index]
+        new_prompt["pixel_values"] = prompt["pixel_values"][torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)]
+    return Rollout(
+        prompt_inputs=new_prompt, response_ids=rollout.response_ids[rows], response_mask=rollout.response_mask[rows],
+        texts=[rollout.texts[i] for i in rows.tolist()], group_size=g, truncated=rollout.truncated[rows],
+        logprobs=None if rollout.logprobs is None else rollout.logprobs[rows],
+        records=[rollout.records[p] for p in groups],
+    )
+
+
+def _left_pad(t: torch.Tensor, width: int, value: int) -> torch.Tensor:
+    return F.pad(t, (width - t.shape[1], 0), value=value)
+
+
+def _right_pad(t: torch.Tensor, width: int, value: float) -> torch.Tensor:
+    return F.pad(t, (0, width - t.shape[1]), value=value)
+
+
+def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
+    """Join rollouts of the same group size (prompts left-padded, responses right-padded to common widths)."""
+    if len(rollouts) == 1:
+        return rollouts[0]
+    lp = max(r.prompt_inputs["input_ids"].shape[1] for r in rollouts)
+    t = max(r.response_ids.shape[1] for r in rollouts)
+    prompt: dict[str, torch.Tensor] = {}
+    pads = {"input_ids": pad_id, "attention_mask": 0, "mm_token_type_ids": 0}
+    for key, value in pads.items():
+        if key in rollouts[0].prompt_inputs:
+            prompt[key] = torch.cat([_left_pad(r.prompt_inputs[key], lp, value) for r in rollouts])
+    for key in ("pixel_values", "image_grid_thw"):
+        parts = [r.prompt_inputs[key] for r in rollouts if key in r.prompt_inputs]
+        if parts:
+            prompt[key] = torch.cat(parts)
+    logprobs = None
+    if all(r.logprobs is not None for r in rollouts):
+        logprobs = torch.cat([_right_pad(r.logprobs, t, 0.0) for r in rollouts])
+    return Rollout(
+        prompt_inputs=prompt,
+        response_ids=torch.cat([_right_pad(r.response_ids, t, pad_id) for r in rollouts]),
+        response_mask=torch.cat([_right_pad(r.response_mask, t, 0) for r in rollouts]),
+        texts=[x for r in rollouts for x in r.texts], group_size=rollouts[0].group_size,
+        truncated=torch.cat([r.truncated for r in rollouts]), logprobs=logprobs,
+        records=[x for r in rollouts for x in r.records],
+    )

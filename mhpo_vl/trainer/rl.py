@@ -1,0 +1,348 @@
+"""The RL loop: rollout -> rewards -> advantages -> old log-probs -> policy loss -> optimizer step.
+
+Built on accelerate (one process by default; `accelerate launch -m mhpo_vl train ...` for several):
+each rank samples its share of the prompts, groups stay on one rank, gradients are synchronised by
+accelerate, and metrics are reduced across ranks before logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mhpo_vl.algos import compute_advantages, get_policy_loss, loss_defaults
+from mhpo_vl.config import Config, save_config
+from mhpo_vl.data import PromptCollator
+from mhpo_vl.errors import UserError
+from mhpo_vl.models import load_policy, load_processor
+from mhpo_vl.models.processor import get_tokenizer, is_multimodal
+from mhpo_vl.rewards import combine
+from mhpo_vl.rollout import HFRolloutBackend, SamplingParams, build_sequence_inputs, micro_batches, token_logprobs
+from mhpo_vl.rollout.logprobs import _slice_rows, image_rows_for
+from mhpo_vl.rollout.types import Rollout
+from mhpo_vl.trainer import checkpoint as ckpt
+from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, select_groups
+from mhpo_vl.trainer.metrics import MetricsLogger, one_line_summary, read_metrics, reduce_metrics, summarize_run
+from mhpo_vl.trainer.plots import plot_metrics
+from mhpo_vl.trainer.setup import (
+    ensure_dir,
+    load_eval_records,
+    load_train_data,
+    make_accelerator,
+    make_optimizer,
+    make_scheduler,
+    run_eval,
+    seed_everything,
+)
+from mhpo_vl.trainer.update import policy_update
+
+log = logging.getLogger(__name__)
+
+
+def resolve_loss(cfg: Config) -> tuple[Any, dict[str, Any], str]:
+    """(loss fn, hparams to pass, effective aggregation) for ``cfg.algo``; unknown hparams name the key."""
+    try:
+        fn = get_policy_loss(cfg.algo.name)
+    except KeyError as exc:
+        raise UserError(f"algo.name: {exc.args[0]}") from None
+    defaults = loss_defaults(cfg.algo.name)
+    hparams = cfg.algo.loss_hparams()
+    for key in hparams:
+        if key not in defaults:
+            raise UserError(f"algo.{key} is not a hyperparameter of {cfg.algo.name} "
+                            f"(it takes: {', '.join(sorted(defaults))})")
+    agg = hparams.get("agg", defaults.get("agg", "seq-mean-token-mean"))
+    if agg == "seq-mean-token-sum-norm" and "max_len" in defaults:
+        hparams["max_len"] = cfg.rollout.max_new_tokens  # Dr.GRPO's constant is the generation budget
+    return fn, hparams, agg
+
+
+class RLTrainer:
+    """Owns the model, optimizer, data position and run directory of one RL run."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.accelerator = make_accelerator(cfg.trainer.mixed_precision)
+        seed_everything(cfg.trainer.seed + self.accelerator.process_index)
+        self.run_dir = ensure_dir(cfg.trainer.output_dir)
+        self.loss_fn, self.hparams, self.agg = resolve_loss(cfg)
+        self.dataset = load_train_data(cfg)
+        self.eval_records = load_eval_records(cfg)
+        self.processor = load_processor(cfg.model)
+        self.tokenizer = get_tokenizer(self.processor)
+        model = load_policy(cfg.model)
+        self.collator = PromptCollator(self.processor, template=cfg.data.prompt_template,
+                                       system_prompt=cfg.data.system_prompt, min_pixels=cfg.model.min_pixels,
+                                       max_pixels=cfg.model.max_pixels, max_prompt_tokens=cfg.data.max_prompt_tokens)
+        self.vision_start_id = (self.tokenizer.convert_tokens_to_ids("<|vision_start|>")
+                                if is_multimodal(self.processor) else None)
+        self.reuse_vision = not any(p.requires_grad for n, p in model.named_parameters() if "visual" in n)
+        optimizer, self.params = make_optimizer(model, cfg.trainer.lr, cfg.trainer.weight_decay,
+                                                (cfg.trainer.adam_beta1, cfg.trainer.adam_beta2))
+        scheduler = make_scheduler(optimizer, cfg.trainer.lr_schedule, cfg.trainer.warmup_steps,
+                                   cfg.trainer.max_steps, cfg.trainer.min_lr_ratio)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.ref_model = self._reference_model() if cfg.algo.kl_coef > 0 else None
+        self.reward = combine(cfg.reward.components, cfg.reward.options, workers=cfg.reward.num_workers or None)
+        self.accuracy = (None if "accuracy" in cfg.reward.components else combine({"accuracy": 1.0}))
+        self.backend = HFRolloutBackend(self.processor)
+        self.sampler = PromptSampler(len(self.dataset), cfg.trainer.seed, cfg.data.shuffle,
+                                     self.accelerator.process_index, self.accelerator.num_processes)
+        self.step = 0
+        self.bad_in_a_row = 0
+        self.skipped_total = 0
+
+    # ------------------------------------------------------------------ pieces
+    def _reference_model(self) -> torch.nn.Module | None:
+        if self.cfg.model.lora.enabled:
+            return None  # the policy with adapters disabled
+        ref = load_policy(self.cfg.model).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref.to(self.accelerator.device)
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _sampling(self) -> SamplingParams:
+        r = self.cfg.rollout
+        return SamplingParams(num_samples=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                              max_new_tokens=r.max_new_tokens, stop_strings=list(r.stop_strings),
+                              return_logprobs=True)
+
+    def _generate(self, n_prompts: int) -> Rollout:
+        records = [self.dataset[i] for i in self.sampler.take(n_prompts)]
+        batch = self.collator(records)
+        with self.accelerator.autocast():
+            return self.backend.generate(self.unwrapped, batch, self._sampling())
+
+    def _score(self, rollout: Rollout) -> tuple[torch.Tensor, dict[str, list[float]], list[float]]:
+        g = rollout.group_size
+        lengths = rollout.response_lengths.tolist()
+        references, fields = [], []
+        for i in range(len(rollout)):
+            record = rollout.records[i // g]
+            references.append(record["answer"])
+            extra = {k: record[k] for k in ("answer_type", "choices") if record.get(k) is not None}
+            fields.append({**extra, "response_length": lengths[i]})
+        scores = self.reward(rollout.texts, references, fields)
+        if self.accuracy is None:
+            accuracy = scores.components["accuracy"]
+        else:
+            accuracy = self.accuracy(rollout.texts, references, fields).total
+        return torch.tensor(scores.total, dtype=torch.float32), scores.components, accuracy
+
+    def _collect(self) -> tuple[Rollout, torch.Tensor, dict, list[float], dict[str, float]]:
+        """Rollout + rewards; with dynamic sampling, drop zero-variance groups and refill (bounded tries)."""
+        cfg = self.cfg
+        want = cfg.rollout.prompts_per_step
+        timing = {"time/rollout": 0.0, "time/reward": 0.0}
+        kept: list[tuple[Rollout, torch.Tensor, dict, list[float]]] = []
+        have, tries, dropped = 0, 0, 0
+        while True:
+            t0 = time.perf_counter()
+            rollout = self._generate(want - have if cfg.algo.dynamic_sampling else want)
+            t1 = time.perf_counter()
+            rewards, components, accuracy = self._score(rollout)
+            timing["time/rollout"] += t1 - t0
+            timing["time/reward"] += time.perf_counter() - t1
+            tries += 1
+            if not cfg.algo.dynamic_sampling:
+                kept.append((rollout, rewards, components, accuracy))
+                break
+            g = rollout.group_size
+            groups = [p for p in range(len(rollout) // g) if rewards[p * g:(p + 1) * g].std() > 0]
+            dropped += len(rollout) // g - len(groups)
+            if groups:
+                rows = [p * g + j for p in groups for j in range(g)]
+                kept.append((select_groups(rollout, groups, self.vision_start_id), rewards[rows],
+                             {k: [v[i] for i in rows] for k, v in components.items()}, [accuracy[i] for i in rows]))
+                have += len(groups)
+            if have >= want or tries >= cfg.algo.dynamic_sampling_max_tries:
+                break
+        timing["dynamic_sampling/dropped_groups"] = float(dropped)
+        if not kept:
+            return self._empty(rollout, rewards, components, accuracy, timing)
+        pad = self.tokenizer.pad_token_id
+        rollout = concat_rollouts([k[0] for k in kept], pad)
+        rewards = torch.cat([k[1] for k in kept])
+        components = {key: [x for k in kept for x in k[2][key]] for key in kept[0][2]}
+        accuracy = [x for k in kept for x in k[3]]
+        return rollout, rewards, components, accuracy, timing
+
+    @staticmethod
+    def _empty(rollout, rewards, components, accuracy, timing):
+        return rollout, rewards, components, accuracy, {**timing, "dynamic_sampling/no_signal": 1.0}
+
+    def _logprobs(self, model: torch.nn.Module, rollout: Rollout, inputs: dict) -> torch.Tensor:
+        """No-grad log-probs of all responses, in micro-batches. (N, T)"""
+        out = []
+        with torch.no_grad(), self.accelerator.autocast():
+            for rows in micro_batches(len(rollout), self.cfg.trainer.micro_batch_size):
+                part = _slice_rows(inputs, rows, image_rows_for(inputs, self.vision_start_id, rows))
+                logp, _ = token_logprobs(model, part, rollout.response_ids[rows].to(self.accelerator.device),
+                                         self.cfg.rollout.temperature)
+                out.append(logp)
+        return torch.cat(out)
+
+    def _old_and_ref_logprobs(self, rollout: Rollout, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cfg = self.cfg
+        n = len(rollout)
+        one_step = cfg.algo.ppo_epochs == 1 and cfg.algo.mini_batch_size in (0, n)
+        if one_step and rollout.logprobs is not None:
+            old = rollout.logprobs.to(self.accelerator.device)  # reused from rollout time: no extra forward
+        else:
+            old = self._logprobs(self.model, rollout, inputs)
+        ref = None
+        if cfg.algo.kl_coef > 0:
+            if self.ref_model is None:
+                with self.unwrapped.disable_adapter():
+                    ref = self._logprobs(self.model, rollout, inputs)
+            else:
+                ref = self._logprobs(self.ref_model, rollout, inputs)
+        return old, ref
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        rollout, rewards, components, accuracy, timing = self._collect()
+        advantages, adv_stats = compute_advantages(rewards, rollout.group_size, cfg.algo.advantage,
+                                                   std_normalize=cfg.algo.std_normalize)
+        device = self.accelerator.device
+        t_update = time.perf_counter()
+        ctx = torch.no_grad() if self.reuse_vision else torch.enable_grad()
+        with ctx:
+            inputs = build_sequence_inputs(rollout, self.model, self.vision_start_id, reuse_vision=self.reuse_vision)
+        old_logp, ref_logp = self._old_and_ref_logprobs(rollout, inputs)
+        mask = rollout.response_mask.to(device)
+        self.model.train()
+        with self.accelerator.autocast():
+            result = policy_update(
+                model=self.model, optimizer=self.optimizer, backward=self.accelerator.backward, params=self.params,
+                inputs=inputs, response_ids=rollout.response_ids.to(device), mask=mask,
+                advantages=advantages.to(device), old_logp=old_logp, loss_fn=self.loss_fn, hparams=self.hparams,
+                agg=self.agg, temperature=cfg.rollout.temperature, vision_start_id=self.vision_start_id,
+                ppo_epochs=cfg.algo.ppo_epochs, mini_batch_size=cfg.algo.mini_batch_size,
+                micro_batch_size=cfg.trainer.micro_batch_size, grad_clip=cfg.trainer.grad_clip,
+                ref_logp=ref_logp, kl_coef=cfg.algo.kl_coef, kl_estimator=cfg.algo.kl_estimator,
+                no_sync=(lambda: self.accelerator.no_sync(self.model)) if self.accelerator.num_processes > 1 else None,
+            )
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self._track_bad_steps(result)
+        t_end = time.perf_counter()
+        lengths = rollout.response_lengths.float()
+        tensors: dict[str, Any] = {f"loss/{k}" if k not in ("loss", "entropy", "kl") else k: v
+                                   for k, v in result.averaged().items()}
+        tensors.update({
+            "reward/mean": rewards.mean(), "reward/std": rewards.std() if len(rewards) > 1 else torch.tensor(0.0),
+            "accuracy": torch.tensor(accuracy).float().mean(),
+            "response_length/mean": lengths.mean(), "response_length/max": lengths.max(),
+            "response_length/clipped_frac": rollout.truncated.float().mean(),
+            "zero_variance_groups": adv_stats["zero_variance_groups"],
+            "grad_norm": torch.stack(result.grad_norms).mean() if result.grad_norms else torch.tensor(float("nan")),
+        })
+        tensors.update({f"reward/{k}": torch.tensor(v).float().mean() for k, v in components.items()})
+        metrics = reduce_metrics(tensors, self.accelerator)
+        metrics.update(timing)
+        metrics.update({"lr": lr, "skipped_steps": float(self.skipped_total), "time/update": t_end - t_update,
+                        "time/step": t_end - t_start,
+                        "tokens_per_s": float(rollout.response_mask.sum()) / max(t_end - t_start, 1e-9)})
+        return metrics
+
+    def _track_bad_steps(self, result) -> None:
+        self.skipped_total += result.skipped
+        if result.skipped and not result.steps:
+            self.bad_in_a_row += 1
+        else:
+            self.bad_in_a_row = 0
+        if self.bad_in_a_row >= self.cfg.trainer.max_consecutive_bad_steps:
+            raise UserError(f"{self.bad_in_a_row} steps in a row had a NaN/Inf loss or gradient; stopping. Lower "
+                            "trainer.lr, check the data, or raise trainer.max_consecutive_bad_steps")
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict[str, Any]:
+        return {"step": self.step, "data_position": self.sampler.position, "skipped_total": self.skipped_total,
+                "bad_in_a_row": self.bad_in_a_row}
+
+    def save(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            ckpt.save_checkpoint(self.run_dir, self.step, model=self.unwrapped, optimizer=self.optimizer,
+                                 scheduler=self.scheduler, state=self._state(), keep_last=self.cfg.trainer.keep_last)
+
+    def maybe_resume(self) -> None:
+        resume = self.cfg.trainer.resume
+        if not resume:
+            return
+        path = ckpt.latest_checkpoint(self.run_dir) if resume == "auto" else ckpt.Path(resume)
+        if path is None:
+            log.info("no checkpoint in %s; starting from scratch", self.run_dir)
+            return
+        state = ckpt.load_checkpoint(path, model=self.unwrapped, optimizer=self.optimizer, scheduler=self.scheduler)
+        self.step = int(state["step"])
+        self.sampler.position = int(state["data_position"])
+        self.skipped_total = int(state.get("skipped_total", 0))
+        self.bad_in_a_row = int(state.get("bad_in_a_row", 0))
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> dict[str, Any]:
+        cfg = self.cfg
+        save_config(cfg, self.run_dir / "config.yaml")
+        self.maybe_resume()
+        logger = MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                               wandb_project=cfg.logging.wandb_project, config=None)
+        logger.truncate_after(self.step)
+        bar = tqdm(total=cfg.trainer.max_steps, initial=self.step, desc="rl", unit="step",
+                   disable=not (cfg.logging.progress_bar and self.accelerator.is_main_process))
+        t0 = time.perf_counter()
+        try:
+            while self.step < cfg.trainer.max_steps:
+                metrics = self.train_step()
+                self.step += 1
+                if cfg.trainer.eval_every and self.eval_records and self.step % cfg.trainer.eval_every == 0:
+                    evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval")
+                    metrics["eval/accuracy"] = float(evaluation["accuracy"])
+                if self.accelerator.is_main_process:
+                    logger.log(self.step, metrics)
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['accuracy']:.3f}",
+                                s=f"{metrics['time/step']:.2f}")
+                bar.update(1)
+                if cfg.trainer.save_every and self.step % cfg.trainer.save_every == 0:
+                    self.save()
+        finally:
+            bar.close()
+            logger.close()
+        if not (cfg.trainer.save_every and self.step % cfg.trainer.save_every == 0):
+            self.save()
+        return self._finish(time.perf_counter() - t0)
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        if not self.accelerator.is_main_process:
+            return {}
+        history = read_metrics(self.run_dir / "metrics.jsonl")
+        summary = summarize_run(history)
+        summary.update({"steps": self.step, "skipped_steps": self.skipped_total, "algo": self.cfg.algo.name,
+                        "wall_seconds_this_run": seconds})
+        if self.cfg.logging.plots:
+            summary["plots"] = [str(p) for p in plot_metrics(history, self.run_dir / "plots")]
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(one_line_summary(summary))
+        return summary
+
+
+def run_training(cfg: Config, dry_run: bool = False) -> dict[str, Any]:
+    """Entry point of `mhpo-vl train`."""
+    if dry_run:
+        from mhpo_vl.trainer.dry_run import dry_run_config
+
+        cfg = dry_run_config(cfg)
+    return RLTrainer(cfg).train()

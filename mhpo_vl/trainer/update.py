@@ -1,0 +1,128 @@
+"""One policy update over a scored rollout: PPO epochs x mini-batches x micro-batches, NaN-guarded.
+
+Per optimizer step the gradient of every micro-batch is weighted by its share of the mini-batch (rows,
+or tokens for token-mean aggregation), so accumulation matches one big batch. A non-finite loss or
+gradient norm skips the optimizer step and is counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from mhpo_vl.algos.aggregation import aggregate
+from mhpo_vl.algos.kl import kl_penalty
+from mhpo_vl.rollout.logprobs import _slice_rows, image_rows_for, micro_batches, token_logprobs
+
+
+@dataclass
+class UpdateResult:
+    """What one update did: summed metrics (detached tensors), optimizer steps taken and skipped."""
+
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    skipped: int = 0
+    grad_norms: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            value = value.detach().float()
+            if key.endswith("max"):
+                self.metrics[key] = torch.maximum(self.metrics[key], value) if key in self.metrics else value
+            elif key.endswith("min"):
+                self.metrics[key] = torch.minimum(self.metrics[key], value) if key in self.metrics else value
+            else:
+                self.metrics[key] = self.metrics.get(key, 0.0) + value
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def averaged(self) -> dict[str, torch.Tensor]:
+        return {k: (v / self.counts[k] if k in self.counts else v) for k, v in self.metrics.items()}
+
+
+def policy_update(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    backward: Callable[[torch.Tensor], None],
+    params: list[torch.nn.Parameter],
+    inputs: dict[str, Any],
+    response_ids: torch.Tensor,
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    old_logp: torch.Tensor,
+    loss_fn: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    hparams: dict[str, Any],
+    agg: str,
+    temperature: float,
+    vision_start_id: int | None,
+    ppo_epochs: int = 1,
+    mini_batch_size: int = 0,
+    micro_batch_size: int = 0,
+    grad_clip: float = 1.0,
+    ref_logp: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+    no_sync: Callable[[], Any] | None = None,
+) -> UpdateResult:
+    """Run the optimizer steps for one rollout. Shapes: response_ids/mask/old_logp (N, T), advantages (N,)."""
+    result = UpdateResult()
+    n = response_ids.shape[0]
+    device = response_ids.device
+    for _ in range(ppo_epochs):
+        for mini in micro_batches(n, mini_batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            micros = micro_batches(mini.stop - mini.start, micro_batch_size)
+            mini_mask = mask[mini]
+            total_tokens = mini_mask.sum().clamp(min=1)
+            finite = True
+            for k, micro in enumerate(micros):
+                rows = slice(mini.start + micro.start, mini.start + micro.stop)
+                part = _slice_rows(inputs, rows, image_rows_for(inputs, vision_start_id, rows))
+                sync = no_sync() if (no_sync is not None and k < len(micros) - 1) else contextlib.nullcontext()
+                with sync:
+                    logp, entropy = token_logprobs(model, part, response_ids[rows], temperature, with_entropy=True)
+                    loss, metrics = loss_fn(logp, old_logp[rows], advantages[rows], mask[rows], **hparams)
+                    if kl_coef > 0 and ref_logp is not None:
+                        kl = aggregate(kl_penalty(logp, ref_logp[rows], kl_estimator, mask=mask[rows]), mask[rows], agg)
+                        loss = loss + kl_coef * kl
+                        metrics = {**metrics, "kl": kl.detach()}
+                    if agg == "token-mean":
+                        weight = mask[rows].sum() / total_tokens
+                    else:
+                        weight = torch.tensor((rows.stop - rows.start) / (mini.stop - mini.start), device=device)
+                    if not torch.isfinite(loss):
+                        finite = False
+                        break
+                    backward(loss * weight)
+                metrics = {**metrics, "loss": loss.detach(), "entropy": _masked_mean(entropy, mask[rows])}
+                result.add(metrics)
+            norm = _grad_norm(params, grad_clip) if finite else torch.tensor(float("nan"))
+            if not finite or not torch.isfinite(norm):
+                optimizer.zero_grad(set_to_none=True)
+                result.skipped += 1
+                continue
+            optimizer.step()
+            result.steps += 1
+            result.grad_norms.append(norm.detach())
+    return result
+
+
+def _masked_mean(values: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    if values is None:
+        return torch.tensor(0.0)
+    m = mask.to(values.dtype)
+    return (torch.where(mask.bool(), values, torch.zeros_like(values)) * m).sum() / m.sum().clamp(min=1)
+
+
+def _grad_norm(params: list[torch.nn.Parameter], grad_clip: float) -> torch.Tensor:
+    """Total gradient norm before clipping (clips in place when grad_clip > 0)."""
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
+        return torch.tensor(0.0)
+    max_norm = grad_clip if grad_clip > 0 else math.inf
+    return torch.nn.utils.clip_grad_norm_(with_grad, max_norm)
