@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -180,6 +181,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UserError as exc:
         print(f"mhpo-eval {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"mhpo-eval {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
         return 130

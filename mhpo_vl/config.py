@@ -459,3 +459,6 @@ def _deep_copy(data: Any) -> Any:
     if isinstance(data, list):
         return [_deep_copy(v) for v in data]
     return data
+
+
+build_dataclass = _build  # public name: build a config dataclass from a mapping, rejecting unknown keys

@@ -231,6 +231,8 @@ def evaluate(
 
     if n_samples < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError("n_samples, batch_size and max_new_tokens must be >= 1")
+    if len({r["id"] for r in records}) < len(records):
+        raise ValueError("evaluate: record ids must be unique")
     collator_kwargs = {k: v for k, v in {"min_pixels": min_pixels, "max_pixels": max_pixels,
                                          "max_prompt_tokens": max_prompt_tokens}.items() if v is not None}
     collator = PromptCollator(processor, template=template, system_prompt=system_prompt, **collator_kwargs)

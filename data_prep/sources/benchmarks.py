@@ -124,14 +124,14 @@ def _benchmark(name: str, help_text: str, adapter: Callable[[dict[str, Any]], di
         rows, root, total = open_rows(args)
         return SourceData(adapter_candidates(rows, adapter, f"{name}-{args.hf_split or args.split}"), root, total)
 
-    return Source(name, f"{help_text} ({hf_id} layout)", add_arguments, open_source)
+    return Source(name, f"{help_text}; columns as in {hf_id}", add_arguments, open_source)
 
 
 SOURCES = [
     _benchmark("geo3k", "Geometry3K diagrams with math answers", geo3k, "hiyouga/geometry3k"),
     _benchmark("clevr_count", "CLEVR-style object counting", clevr_count, "leonardPKU/clevr_cogen_a_train"),
-    _benchmark("mathvista", "MathVista (evaluation only: licence forbids training)", mathvista,
+    _benchmark("mathvista", "MathVista, evaluation only (its licence forbids training)", mathvista,
                "AI4Math/MathVista", before=_warn_mathvista),
-    _benchmark("gsm8k", "GSM8K grade-school math (text only)", gsm8k, "openai/gsm8k, config main"),
+    _benchmark("gsm8k", "GSM8K grade-school math (text only)", gsm8k, "openai/gsm8k (config main)"),
     _benchmark("math", "MATH / MATH-500 competition math (text only)", math_problems, "HuggingFaceH4/MATH-500"),
 ]

@@ -10,8 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, ProcessorMixin
-from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor, Qwen3VLProcessor
+from transformers import (
+    AutoImageProcessor,
+    AutoProcessor,
+    AutoTokenizer,
+    ProcessorMixin,
+    Qwen2_5_VLProcessor,
+    Qwen2VLProcessor,
+    Qwen3VLProcessor,
+)
 
 from mhpo_vl.config import ModelConfig
 from mhpo_vl.errors import UserError

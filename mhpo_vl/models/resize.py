@@ -8,8 +8,8 @@ pixel count within [min_pixels, max_pixels], aspect ratio kept as closely as pos
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 MAX_ASPECT_RATIO = 200
 FACTOR = {"qwen2_vl": 28, "qwen2_5_vl": 28, "qwen3_vl": 32}

@@ -56,7 +56,9 @@ class _Component:
     params: frozenset  # keyword-capable parameter names besides completion and reference
 
     def __call__(self, completion: str, reference: Any, record: Mapping[str, Any]) -> float:
-        fields = {k: v for k, v in record.items() if k not in _POSITIONAL and (self.takes_any or k in self.params)}
+        fields = {
+            k: v for k, v in record.items() if k not in _POSITIONAL and (self.takes_any or k in self.params)
+        }
         value = self.fn(completion, reference, **(fields | self.options))
         score = float(value)
         if not math.isfinite(score):
@@ -68,7 +70,9 @@ def _signature(fn: Callable[..., Any]) -> tuple[bool, frozenset]:
     params = inspect.signature(fn).parameters.values()
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
     named = frozenset(
-        p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _POSITIONAL
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _POSITIONAL
     )
     return takes_any, named
 
@@ -110,7 +114,9 @@ class CombinedReward:
         options = dict(options or {})
         for key in options:
             if key not in components:
-                raise ConfigError(f"reward options for {key!r}, which is not a component{_did_you_mean(key, list(components))}")
+                raise ConfigError(
+                    f"reward options for {key!r}, which is not a component{_did_you_mean(key, list(components))}"
+                )
         base = Path(base_dir) if base_dir is not None else None
         self.components = [_component(n, w, options.get(n) or {}, base) for n, w in components.items()]
         self.workers = workers
@@ -126,7 +132,9 @@ class CombinedReward:
             try:
                 parts[comp.name] = comp(completion, reference, record)
             except Exception as exc:
-                raise RuntimeError(f"reward component {comp.name!r} failed: {type(exc).__name__}: {exc}") from exc
+                raise RuntimeError(
+                    f"reward component {comp.name!r} failed: {type(exc).__name__}: {exc}"
+                ) from exc
         return sum(c.weight * parts[c.name] for c in self.components), parts
 
     def warm_up(self) -> None:
@@ -144,12 +152,16 @@ class CombinedReward:
         n = len(completions)
         records = list(records) if records is not None else [{}] * n
         if len(references) != n or len(records) != n:
-            raise ValueError(f"rewards: got {n} completions, {len(references)} references, {len(records)} records")
+            raise ValueError(
+                f"rewards: got {n} completions, {len(references)} references, {len(records)} records"
+            )
         before = pool_stats()["timeouts"]
         start = time.perf_counter()
         workers = self.workers or max(2, get_pool().size)
         with ThreadPoolExecutor(max_workers=min(workers, max(1, n))) as executor:
-            rows = list(executor.map(lambda i: self.score(completions[i], references[i], **records[i]), range(n)))
+            rows = list(
+                executor.map(lambda i: self.score(completions[i], references[i], **records[i]), range(n))
+            )
         seconds = time.perf_counter() - start
         stats = pool_stats()
         return BatchScores(

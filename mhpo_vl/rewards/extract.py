@@ -100,7 +100,9 @@ def extract_answer(text: str, *, answer_tag: str = "answer") -> str | None:
     return last_boxed(text)
 
 
-def answer_text(completion: str, *, answer_tag: str = "answer", bare_max_chars: int = BARE_MAX_CHARS) -> str | None:
+def answer_text(
+    completion: str, *, answer_tag: str = "answer", bare_max_chars: int = BARE_MAX_CHARS
+) -> str | None:
     """The answer the verifiers score: :func:`extract_answer`, else the whole completion when bare.
 
     Bare rule: with no ``<answer>`` block and no ``\\boxed{}``, a completion whose stripped text is

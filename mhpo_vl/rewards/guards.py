@@ -25,7 +25,9 @@ _POW = r"(?:\*\*|\^)"
 _TOWER = re.compile(_POW + r"\s*[{(\s]*[-+]?[\d.\s]*" + r"[})\s]*" + _POW)
 _BIG_EXPONENT = re.compile(_POW + r"\s*[{(\s]*\+?\s*(\d+)")
 _FACTORIAL = re.compile(r"(\d*)\s*!")
-_HEAVY = re.compile(r"\\(?:binom|dbinom|tbinom|choose|Gamma|sum|prod|int|lim)|\b(?:binom|gamma|factorial)\s*\(")
+_HEAVY = re.compile(
+    r"\\(?:binom|dbinom|tbinom|choose|Gamma|sum|prod|int|lim)|\b(?:binom|gamma|factorial)\s*\("
+)
 _INTEGER = re.compile(r"\d+")
 _NUMERIC_POWER = re.compile(r"(\d+)\s*" + _POW + r"\s*\{?\s*(\d+)")
 _DIGIT_RUN = re.compile(rf"\d{{{MAX_DIGITS + 1},}}")

@@ -30,7 +30,9 @@ def length_penalty(
     -1.0
     """
     if max_length <= 0 or not 0 <= buffer <= max_length:
-        raise ValueError(f"length_penalty: need max_length > 0 and 0 <= buffer <= max_length, got {max_length=}, {buffer=}")
+        raise ValueError(
+            f"length_penalty: need max_length > 0 and 0 <= buffer <= max_length, got {max_length=}, {buffer=}"
+        )
     if response_length < 0:
         raise ValueError(f"length_penalty: response_length must be >= 0, got {response_length}")
     expected = max_length - buffer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Any
 
 from .extract import answer_text
@@ -12,6 +13,7 @@ from .pool import WorkerStartError, get_pool
 __all__ = ["math_accuracy", "math_equal"]
 
 _SPACES = re.compile(r"\s+")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+|/[1-9]\d*)?", re.ASCII)
 #: A reference this long is refused too (data bug, or a huge expression no answer should match).
 MAX_REFERENCE_CHARS = 10 * MAX_ANSWER_CHARS
 
@@ -26,12 +28,17 @@ def math_equal(answer: str, reference: str, *, timeout: float | None = None) -> 
     Each string is parsed as LaTeX math (wrapped in ``$...$`` unless it already has delimiters or a
     ``\\boxed{}``), then compared with ``math_verify.verify(gold, pred)`` in a worker process under
     a hard ``timeout`` (default 1 s). Refused inputs (see :mod:`.guards`) and timeouts are False.
-    Identical strings (ignoring whitespace) are equal without a round-trip.
+    Identical strings (ignoring whitespace) and exactly equal plain numbers (``1/2`` and ``0.50``)
+    are equal without a round-trip to a worker.
     """
-    if _squash(answer) == _squash(reference):
+    a, r = _squash(answer), _squash(reference)
+    if a == r:
         return True
     if refusal_reason(answer) is not None or len(reference) > MAX_REFERENCE_CHARS:
         return False
+    if _PLAIN_NUMBER.fullmatch(a) and _PLAIN_NUMBER.fullmatch(r):
+        if Fraction(a) == Fraction(r):  # exactly equal plain numbers: math-verify agrees, skip the pool
+            return True
     try:
         return bool(get_pool().equal(reference, answer, timeout=timeout))
     except WorkerStartError:

@@ -17,10 +17,15 @@ _NUMBER = re.compile(
     r"(?:[eE](?P<e>[+-]?\d{1,4})|\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*(?P<p>[+-]?\d{1,4})\s*\}?)?",
     re.ASCII,
 )
-_FRACTION = re.compile(r"(?P<a>[+-]?\d+)\s*/\s*(?P<b>\d+)|(?P<s>[+-])?\\d?frac\s*\{\s*(?P<fa>\d+)\s*\}\s*\{\s*(?P<fb>\d+)\s*\}", re.ASCII)
+_FRACTION = re.compile(
+    r"(?P<a>[+-]?\d+)\s*/\s*(?P<b>\d+)|(?P<s>[+-])?\\d?frac\s*\{\s*(?P<fa>\d+)\s*\}\s*\{\s*(?P<fb>\d+)\s*\}",
+    re.ASCII,
+)
 _PERCENT = re.compile(r"\s*\\?%\s*$")
 _PREFIX = re.compile(r"^(?:[A-Za-z]\w{0,15}\s*=\s*|\\\$\s*|[$€£¥]\s*)")
-_UNIT = re.compile(r"\s*(?:\\text\{[^{}]{0,20}\}|\\mathrm\{[^{}]{0,20}\}|[A-Za-z]{1,12}(?:\^?[23])?|°|\^\s*\{?\\circ\}?)$")
+_UNIT = re.compile(
+    r"\s*(?:\\text\{[^{}]{0,20}\}|\\mathrm\{[^{}]{0,20}\}|[A-Za-z]{1,12}(?:\^?[23])?|°|\^\s*\{?\\circ\}?)$"
+)
 _THIN = re.compile(r"\\[,!;: ]|\{,\}")
 
 

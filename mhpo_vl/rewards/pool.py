@@ -166,7 +166,9 @@ class VerifierPool:
                 if self._closed:
                     raise RuntimeError("the math-verify worker pool is shut down")
                 if self._failed_starts >= 3:
-                    raise WorkerStartError(f"math-verify workers fail to start; run `{sys.executable} {_WORKER}`")
+                    raise WorkerStartError(
+                        f"math-verify workers fail to start; run `{sys.executable} {_WORKER}`"
+                    )
                 if self._idle:
                     return self._idle.pop()
                 if self._count < self.size and not self._starting:

@@ -72,7 +72,9 @@ def accuracy(
     """
     fn = _BY_TYPE.get(answer_type)
     if fn is None:
-        raise ValueError(f"accuracy: unknown answer_type {answer_type!r}; expected one of {', '.join(ANSWER_TYPES)}")
+        raise ValueError(
+            f"accuracy: unknown answer_type {answer_type!r}; expected one of {', '.join(ANSWER_TYPES)}"
+        )
     if fn is choice_accuracy:
         return choice_accuracy(completion, reference, choices, **opts)
     return fn(completion, reference, **opts)
@@ -110,7 +112,9 @@ def _load_user_fn(spec: str, base_dir: Path) -> RewardFn:
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        raise ConfigError(f"reward {spec!r}: no function {fn_name!r} in {str(path)!r}{_did_you_mean(fn_name, names)}")
+        raise ConfigError(
+            f"reward {spec!r}: no function {fn_name!r} in {str(path)!r}{_did_you_mean(fn_name, names)}"
+        )
     return fn
 
 
@@ -124,4 +128,6 @@ def resolve_reward(name: str, base_dir: str | Path | None = None) -> RewardFn:
         return REWARDS[name]
     if ":" in name and name.rpartition(":")[0].endswith(".py"):
         return _load_user_fn(name, Path(base_dir) if base_dir is not None else Path.cwd())
-    raise ConfigError(f"unknown reward {name!r}{_did_you_mean(name, list(REWARDS))} (or use 'path/to/file.py:function')")
+    raise ConfigError(
+        f"unknown reward {name!r}{_did_you_mean(name, list(REWARDS))} (or use 'path/to/file.py:function')"
+    )

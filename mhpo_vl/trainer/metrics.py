@@ -82,8 +82,10 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 class MetricsLogger:
     """Appends one line per step to ``run_dir/metrics.jsonl`` and mirrors scalars to tensorboard/wandb.
 
-    Create it on the main process only. ``resume_step=None`` starts a fresh file (an existing one is
-    emptied); ``resume_step=N`` keeps the lines with ``step <= N`` so a resumed run logs each step once.
+    Create it on the main process only (other ranks would rewrite the same file). ``resume_step=N``
+    keeps only the lines with ``step <= N`` of an existing file, so a resumed run logs each step once
+    (``resume_step=0`` starts a fresh run's file empty); ``None`` leaves an existing file as it is, for
+    the caller to :meth:`truncate_after`.
     """
 
     def __init__(
@@ -102,9 +104,7 @@ class MetricsLogger:
         self._file = None
         self._tb = _tensorboard_writer(self.run_dir) if tensorboard else None
         self._wandb = _wandb_run(self.run_dir, wandb_project, config, resume_step) if wandb else None
-        if resume_step is None:
-            self.path.write_text("", encoding="utf-8")
-        else:
+        if resume_step is not None:
             self.truncate_after(resume_step)
         self._file = self.path.open("a", encoding="utf-8")
 

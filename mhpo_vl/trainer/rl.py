@@ -10,24 +10,37 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from mhpo_vl.algos import compute_advantages, get_policy_loss, loss_defaults
-from mhpo_vl.config import Config, save_config
+from mhpo_vl.config import Config, config_to_dict, save_config
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.errors import UserError
 from mhpo_vl.models import load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine
-from mhpo_vl.rollout import HFRolloutBackend, SamplingParams, build_sequence_inputs, micro_batches, token_logprobs
+from mhpo_vl.rollout import (
+    HFRolloutBackend,
+    SamplingParams,
+    build_sequence_inputs,
+    micro_batches,
+    token_logprobs,
+)
 from mhpo_vl.rollout.logprobs import _slice_rows, image_rows_for
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.trainer import checkpoint as ckpt
 from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, select_groups
-from mhpo_vl.trainer.metrics import MetricsLogger, one_line_summary, read_metrics, reduce_metrics, summarize_run
+from mhpo_vl.trainer.metrics import (
+    MetricsLogger,
+    one_line_summary,
+    read_metrics,
+    reduce_metrics,
+    summarize_run,
+)
 from mhpo_vl.trainer.plots import plot_metrics
 from mhpo_vl.trainer.setup import (
     ensure_dir,
@@ -282,7 +295,7 @@ class RLTrainer:
         resume = self.cfg.trainer.resume
         if not resume:
             return
-        path = ckpt.latest_checkpoint(self.run_dir) if resume == "auto" else ckpt.Path(resume)
+        path = ckpt.latest_checkpoint(self.run_dir) if resume == "auto" else Path(resume)
         if path is None:
             log.info("no checkpoint in %s; starting from scratch", self.run_dir)
             return
@@ -298,9 +311,10 @@ class RLTrainer:
         cfg = self.cfg
         save_config(cfg, self.run_dir / "config.yaml")
         self.maybe_resume()
+        main = self.accelerator.is_main_process
         logger = MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
-                               wandb_project=cfg.logging.wandb_project, config=None)
-        logger.truncate_after(self.step)
+                               wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg),
+                               resume_step=self.step) if main else None
         bar = tqdm(total=cfg.trainer.max_steps, initial=self.step, desc="rl", unit="step",
                    disable=not (cfg.logging.progress_bar and self.accelerator.is_main_process))
         t0 = time.perf_counter()
@@ -311,7 +325,7 @@ class RLTrainer:
                 if cfg.trainer.eval_every and self.eval_records and self.step % cfg.trainer.eval_every == 0:
                     evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval")
                     metrics["eval/accuracy"] = float(evaluation["accuracy"])
-                if self.accelerator.is_main_process:
+                if logger is not None:
                     logger.log(self.step, metrics)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['accuracy']:.3f}",
                                 s=f"{metrics['time/step']:.2f}")
@@ -320,7 +334,8 @@ class RLTrainer:
                     self.save()
         finally:
             bar.close()
-            logger.close()
+            if logger is not None:
+                logger.close()
         if not (cfg.trainer.save_every and self.step % cfg.trainer.save_every == 0):
             self.save()
         return self._finish(time.perf_counter() - t0)

@@ -15,7 +15,14 @@ from mhpo_vl.data import PromptCollator
 from mhpo_vl.models import load_policy, load_processor
 from mhpo_vl.trainer.batching import PromptSampler
 from mhpo_vl.trainer.metrics import MetricsLogger
-from mhpo_vl.trainer.setup import ensure_dir, load_train_data, make_accelerator, make_optimizer, make_scheduler, seed_everything
+from mhpo_vl.trainer.setup import (
+    ensure_dir,
+    load_train_data,
+    make_accelerator,
+    make_optimizer,
+    make_scheduler,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +84,8 @@ def run_sft(cfg: Config) -> dict[str, Any]:
 
 def _copy_processor_files(source: str, out) -> None:
     """Keep the source's processor layout (e.g. video processor config) so Auto classes load `out` the same way."""
-    from pathlib import Path
     import shutil
+    from pathlib import Path
 
     src = Path(source)
     if not src.is_dir():

@@ -1,7 +1,13 @@
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+)
 
 from mhpo_vl.config import ModelConfig
 from mhpo_vl.models import build_tiny_model, load_processor

@@ -8,7 +8,11 @@ import pytest
 
 import mhpo_vl.rewards as rewards
 
-MODULES = [m.name for m in pkgutil.iter_modules(rewards.__path__, "mhpo_vl.rewards.") if not m.name.endswith("_mv_worker")]
+MODULES = [
+    m.name
+    for m in pkgutil.iter_modules(rewards.__path__, "mhpo_vl.rewards.")
+    if not m.name.endswith("_mv_worker")
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

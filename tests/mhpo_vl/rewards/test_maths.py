@@ -105,6 +105,8 @@ def test_guards_refuse_blowups(answer):
     assert math_accuracy(f"<answer>{answer}</answer>", "1") == 0.0
 
 
-@pytest.mark.parametrize("answer", [r"\frac{\sqrt{3}}{2}", "2^{10}", "10!", "x != 3", r"\left(\frac{1}{2}\right)^{2}", "e^{x^2}"])
+@pytest.mark.parametrize(
+    "answer", [r"\frac{\sqrt{3}}{2}", "2^{10}", "10!", "x != 3", r"\left(\frac{1}{2}\right)^{2}", "e^{x^2}"]
+)
 def test_guards_pass_real_answers(answer):
     assert refusal_reason(answer) is None

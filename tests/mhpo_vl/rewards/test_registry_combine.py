@@ -7,8 +7,16 @@ from mhpo_vl.rewards import REWARDS, BatchScores, accuracy, combine, resolve_rew
 
 
 def test_registry_has_every_builtin():
-    expected = {"accuracy", "math_accuracy", "choice_accuracy", "numeric_accuracy", "iou_reward",
-                "text_accuracy", "format_reward", "length_penalty"}
+    expected = {
+        "accuracy",
+        "math_accuracy",
+        "choice_accuracy",
+        "numeric_accuracy",
+        "iou_reward",
+        "text_accuracy",
+        "format_reward",
+        "length_penalty",
+    }
     assert expected <= set(REWARDS)
 
 
@@ -71,7 +79,11 @@ def test_combine_weights_components_and_records(tmp_path):
         {"accuracy": 0.9, "format_reward": 0.1, f"{path}:short_bonus": 0.5, "length_penalty": 1.0},
         {f"{path}:short_bonus": {"max_chars": 40}, "length_penalty": {"max_length": 100, "buffer": 20}},
     )
-    completions = ["<think>t</think><answer>B</answer>", "<answer>1/2</answer>", "<think>t</think><answer>7</answer>"]
+    completions = [
+        "<think>t</think><answer>B</answer>",
+        "<answer>1/2</answer>",
+        "<think>t</think><answer>7</answer>",
+    ]
     references = ["B", "0.5", "8"]
     records = [
         {"answer_type": "choice", "choices": ["x", "y"], "response_length": 10, "id": "a"},
@@ -93,7 +105,10 @@ def test_combine_weights_components_and_records(tmp_path):
 def test_user_kwargs_function_receives_record_fields(tmp_path):
     path = _write_user_reward(tmp_path)
     reward = combine({f"{path}:echo_type": 1.0})
-    assert reward(["x", "y"], ["", ""], [{"answer_type": "math"}, {"answer_type": "text"}]).total == [1.0, 0.0]
+    assert reward(["x", "y"], ["", ""], [{"answer_type": "math"}, {"answer_type": "text"}]).total == [
+        1.0,
+        0.0,
+    ]
 
 
 @pytest.mark.parametrize(

@@ -146,11 +146,13 @@ def test_interpreter_exit_is_clean_and_leaves_no_workers(tmp_path):
     code = (
         "from mhpo_vl.rewards import math_accuracy\n"
         "from mhpo_vl.rewards.pool import get_pool\n"
-        "assert math_accuracy('1/2', '0.5') == 1.0\n"
+        "assert math_accuracy(r'\\frac{1}{2}', '0.5') == 1.0\n"
         "print(' '.join(str(w.proc.pid) for w in get_pool()._idle))\n"
     )
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert time.perf_counter() - start < 30
     pids = [int(p) for p in out.stdout.split()]
