@@ -25,7 +25,24 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check mhpo_vl data_prep eval tests
+	$(PY) -m ruff check mhpo_vl data_prep eval tests scripts
+
+# The main job end to end on CPU: data, tiny VLM, SFT warm start, MHPO RL, eval before/after, report.
+demo: setup
+	$(PY) scripts/demo.py --out runs/demo
+
+# RL step time against TRL's GRPOTrainer on the same tiny model (installs the `bench` extra).
+bench: setup
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[bench]"
+	$(PY) scripts/bench_step.py
+
+# Forward+backward time of every policy loss at B=64, T=2048 (float32, CPU).
+bench-loss: setup
+	$(PY) scripts/bench_loss.py
+
+# MHPO vs GRPO vs DAPO on the tiny task over 3 seeds (not in CI; ~30 min on 2 cores).
+compare: setup
+	$(PY) scripts/compare.py --out runs/compare
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

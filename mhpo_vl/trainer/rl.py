@@ -103,6 +103,7 @@ class RLTrainer:
         self.ref_model = self._reference_model() if cfg.algo.kl_coef > 0 else None
         self.reward = combine(cfg.reward.components, cfg.reward.options, workers=cfg.reward.num_workers or None)
         self.accuracy = (None if "accuracy" in cfg.reward.components else combine({"accuracy": 1.0}))
+        self.reward.warm_up()  # start the math-verify workers now, not inside the first step's timing
         self.backend = HFRolloutBackend(self.processor)
         self.sampler = PromptSampler(len(self.dataset), cfg.trainer.seed, cfg.data.shuffle,
                                      self.accelerator.process_index, self.accelerator.num_processes)
