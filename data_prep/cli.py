@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from data_prep.errors import REASONS, DataPrepError
 from data_prep.images import ImageOptions
@@ -13,34 +12,12 @@ from data_prep.pipeline import PrepareOptions, prepare, summary_line
 from data_prep.records import ANSWER_TYPES
 from data_prep.sources import all_sources
 from data_prep.writer import FORMATS
+from mhpo_vl.cli_utils import OneLineErrorParser, float_at_least_one, positive_int
 from mhpo_vl.errors import UserError
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line on stderr (exit code 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 1.0:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+_Parser = OneLineErrorParser
+_positive_int = positive_int
+_positive_float = float_at_least_one
 
 
 def _split_name(text: str) -> str:

@@ -8,34 +8,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from mhpo_vl.cli_utils import OneLineErrorParser, non_negative_float, positive_int
 from mhpo_vl.errors import UserError
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line on stderr and exits 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+_Parser = OneLineErrorParser
+_positive_int = positive_int
+_non_negative_float = non_negative_float
 
 
 def _add_benchmark_file(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Optional
 from eval.adapters import get_adapter
 from eval.registry import BenchmarkSpec, candidates
 from mhpo_vl.errors import UserError
+from mhpo_vl.jsonl import iter_jsonl
 
 _MISSING = object()
 _PLACEHOLDER = re.compile(r"\s*<image\d*>\s*")
@@ -75,17 +76,8 @@ def read_rows(path: Path) -> Iterator[tuple[dict, str]]:
         for i, row in enumerate(table.to_pylist()):
             yield row, f"{path} row {i}"
     elif suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise UserError(f"{path}:{lineno}: expected a JSON object per line")
-                yield row, f"{path}:{lineno}"
+        for lineno, row in iter_jsonl(path):
+            yield row, f"{path}:{lineno}"
     elif suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -14,25 +14,13 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from mhpo_vl.errors import UserError
+from mhpo_vl.jsonl import iter_jsonl
 
 REQUIRED_FIELDS = ("id", "prompt", "answer")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{line_no}: malformed JSON ({exc.msg}); re-run data_prep") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object")
-            record["_line"] = line_no
-            records.append(record)
-    return records
+    return [{**record, "_line": line_no} for line_no, record in iter_jsonl(path, "; re-run data_prep")]
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:

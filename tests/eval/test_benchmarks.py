@@ -152,7 +152,7 @@ def test_duplicate_ids_and_bad_json_lines_name_the_line(tmp_path):
     with pytest.raises(UserError, match=r"test.jsonl:2: math500: duplicate id 'a'"):
         load_records(get_benchmark("math500"), data_dir=tmp_path)
     (tmp_path / "math500" / "test.jsonl").write_text('{"problem": "p", "answer": "1"}\n{oops\n')
-    with pytest.raises(UserError, match=r"test.jsonl:2: invalid JSON"):
+    with pytest.raises(UserError, match=r"test.jsonl:2: malformed JSON"):
         load_records(get_benchmark("math500"), data_dir=tmp_path)
 
 
