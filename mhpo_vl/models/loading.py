@@ -45,7 +45,11 @@ def load_policy(model_cfg: ModelConfig) -> torch.nn.Module:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
     model = auto.from_pretrained(path, **kwargs)
     if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs_ckpt = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs_ckpt)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs_ckpt)
         model.config.use_cache = False
     if model_cfg.lora.enabled:
         model = apply_lora(model, model_cfg)

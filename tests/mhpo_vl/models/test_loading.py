@@ -61,3 +61,11 @@ def test_bad_lora_target_is_user_error(tiny_model_dir):
     cfg = ModelConfig(name_or_path=str(tiny_model_dir("qwen2")), lora=LoraConfig(enabled=True, target_modules=["nosuch"]))
     with pytest.raises(UserError, match="target_modules"):
         load_policy(cfg)
+
+
+def test_gradient_checkpointing_trains(tiny_model_dir):
+    model = load_policy(ModelConfig(name_or_path=str(tiny_model_dir("qwen2_5_vl")), gradient_checkpointing=True))
+    assert model.config.use_cache is False
+    model.train()
+    _train_one_step(model)
+    assert any(p.grad is not None for p in model.parameters() if p.requires_grad)
