@@ -172,7 +172,7 @@ class RewardConfig:
     """Weighted verifier components, by registry name or ``path/file.py:function``."""
 
     components: dict[str, float] = field(default_factory=lambda: {"accuracy": 0.9, "format_reward": 0.1})
-    options: dict[str, dict] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_workers: int = 0
     timeout_s: float = 1.0
 
@@ -334,6 +334,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         return {str(k): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
+    if tp in (dict, list):  # bare containers: any contents
+        return _coerce(value, dict[str, Any] if tp is dict else list[Any], path)
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -10,8 +10,7 @@ import pytest
 
 from mhpo_vl.algos import POLICY_LOSSES
 from mhpo_vl.cli import main
-from mhpo_vl.config import config_from_dict, config_to_dict, load_config
-from mhpo_vl.errors import ConfigError
+from mhpo_vl.config import config_to_dict, load_config
 from mhpo_vl.rewards import combine
 from mhpo_vl.trainer.metrics import read_metrics
 from mhpo_vl.trainer.rl import resolve_loss
@@ -24,21 +23,7 @@ TINY_VARIANTS = [r for r in RECIPES if r.name.startswith("tiny_cpu_") and r.name
 REPRESENTATIVE = ["qwen2_5_vl_3b_lora_mhpo.yaml", "qwen2_5_7b_instruct_math_mhpo.yaml"]
 
 
-def _reward_options_supported() -> bool:
-    """config.py can parse ``reward.options`` mappings (a known gap while it cannot)."""
-    try:
-        config_from_dict({"reward": {"components": {"length_penalty": 1.0},
-                                     "options": {"length_penalty": {"max_length": 8}}}})
-    except ConfigError:
-        return False
-    return True
-
-
 def _loadable(recipe: Path):
-    """pytest param for ``recipe``, expected to fail while config.py cannot parse its reward options."""
-    if "options:" in recipe.read_text() and not _reward_options_supported():
-        return pytest.param(recipe, id=recipe.name, marks=pytest.mark.xfail(
-            raises=ConfigError, strict=True, reason="config.py: reward.options (dict[str, dict]) is not parsed"))
     return pytest.param(recipe, id=recipe.name)
 
 
@@ -76,6 +61,7 @@ def test_tiny_variants_differ_from_the_demo_only_in_algo(recipe):
 
 
 def _dry_run(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    load_config(recipe)  # a bad recipe raises here (the CLI would turn it into exit code 2)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the dry run's temp dir lands in tmp_path
     code = main(["train", str(recipe), "logging.progress_bar=false", "logging.plots=false", "--dry-run"])
     assert code == 0
@@ -108,10 +94,7 @@ def test_dry_run_keeps_every_algo_and_reward_setting(tmp_path):
     from mhpo_vl.trainer.dry_run import dry_run_config
 
     for recipe in REAL:
-        try:
-            cfg = load_config(recipe)
-        except ConfigError:
-            continue  # covered (xfail) by test_recipe_loads_with_known_loss_and_rewards
+        cfg = load_config(recipe)
         out = dry_run_config(cfg, tmp_path / recipe.stem, report=lambda _: None)
         assert dataclasses.replace(out.algo, mini_batch_size=cfg.algo.mini_batch_size) == cfg.algo
         assert out.reward == cfg.reward

@@ -43,3 +43,11 @@ def test_python_dash_m_entry_point(tmp_path: Path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "recipe not found" in proc.stderr
+
+
+def test_overrides_may_follow_flags(tmp_path: Path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("algo:\n  name: grpo\n")
+    assert main(["show-config", str(recipe), "trainer.max_steps=3"]) == 0
+    assert main(["train", str(recipe), "--max-steps", "2", "algo.cc=1"]) == 2
+    assert "did you mean 'algo.c'" in capsys.readouterr().err

@@ -77,3 +77,9 @@ def test_save_config_round_trips(tmp_path: Path):
 def test_loss_hparams_only_set_values():
     cfg = config_from_dict({}, ["algo.c=2.0", "algo.agg=token-mean"])
     assert cfg.algo.loss_hparams() == {"agg": "token-mean", "c": 2.0}
+
+
+def test_reward_options_parse():
+    cfg = config_from_dict({}, ["reward.components={length_penalty: 1.0}",
+                                "reward.options={length_penalty: {max_length: 8, buffer: 2}}"])
+    assert cfg.reward.options == {"length_penalty": {"max_length": 8, "buffer": 2}}
