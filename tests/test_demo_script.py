@@ -102,7 +102,7 @@ def test_write_outputs_writes_summary_report_and_plots(demo, tmp_path):
 
     report = (out / "report.md").read_text()
     assert "RL won: 57.0% vs 53.0%" in report
-    assert "| after RL (final checkpoint) | 0.570 | 1000 |" in report
+    assert "| after RL (final checkpoint) | 0.570 | n/a | 1000 |" in report
     for name in plots:
         assert f"(plots/{name})" in report
     assert "before RL 0.500 -> after RL 0.570 (+0.070)" in demo.one_line(saved)

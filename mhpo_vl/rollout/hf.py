@@ -122,10 +122,11 @@ class HFRolloutBackend:
                 processors.append(TopKLogitsWarper(params.top_k))
             if params.top_p < 1.0:
                 processors.append(TopPLogitsWarper(params.top_p))
+        # Sampling warpers are ours (above); neutral values here keep a checkpoint's defaults out.
+        neutral = {} if greedy else {"temperature": 1.0, "top_p": 1.0, "top_k": None}
         gen_config = GenerationConfig(
             do_sample=not greedy, max_new_tokens=params.max_new_tokens, num_return_sequences=params.num_samples,
-            eos_token_id=eos_ids, pad_token_id=pad_id, temperature=1.0, top_p=1.0, top_k=0,
-            stop_strings=list(params.stop_strings) or None,
+            eos_token_id=eos_ids, pad_token_id=pad_id, stop_strings=list(params.stop_strings) or None, **neutral,
         )
         extra: dict[str, Any] = {"tokenizer": tok} if params.stop_strings else {}
         was_training = model.training

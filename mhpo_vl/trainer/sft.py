@@ -64,7 +64,7 @@ def run_sft(cfg: Config) -> dict[str, Any]:
         if torch.isfinite(norm):
             optimizer.step()
         scheduler.step()
-        loss_value = float(loss)
+        loss_value = loss.detach().item()
         logger.log(step, {"loss": loss_value, "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0]})
         bar.set_postfix(loss=f"{loss_value:.3f}")
         bar.update(1)
