@@ -54,7 +54,7 @@ def test_mixed_batch_image_tokens_match_pixels(arch, tiny_model_dir, image_dir):
     assert per_row == [per_image[0], 0, per_image[1] + per_image[2]]
     assert batch.inputs["pixel_values"].shape[0] == int(grid.prod(-1).sum())
     assert batch.inputs["pixel_values"].shape[1] == 3 * 2 * patch * patch
-    for t, h, w in grid.tolist():  # resized within [min_pixels, max_pixels]
+    for _t, h, w in grid.tolist():  # resized within [min_pixels, max_pixels]
         assert (h * patch) * (w * patch) <= 96 * 96
     assert "Be brief." in batch.prompt_texts[0] and "<answer>" in batch.prompt_texts[0]
     assert [r["id"] for r in batch.records] == ["one", "text", "two"]

@@ -9,7 +9,13 @@ from PIL import Image
 from mhpo_vl.config import ModelConfig
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.models import load_policy, load_processor
-from mhpo_vl.rollout import build_sequence_inputs, expand_inputs, generate, response_mask_from_ids, token_logprobs
+from mhpo_vl.rollout import (
+    build_sequence_inputs,
+    expand_inputs,
+    generate,
+    response_mask_from_ids,
+    token_logprobs,
+)
 from mhpo_vl.rollout.hf import vision_token_ids
 
 
