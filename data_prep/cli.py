@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from data_prep.errors import REASONS, DataPrepError
@@ -12,8 +11,7 @@ from data_prep.pipeline import PrepareOptions, prepare, summary_line
 from data_prep.records import ANSWER_TYPES
 from data_prep.sources import all_sources
 from data_prep.writer import FORMATS
-from mhpo_vl.cli_utils import OneLineErrorParser, float_at_least_one, positive_int
-from mhpo_vl.errors import UserError
+from mhpo_vl.cli_utils import OneLineErrorParser, float_at_least_one, positive_int, run_user_command
 
 _Parser = OneLineErrorParser
 _positive_int = positive_int
@@ -111,11 +109,4 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage mistake (2): return the code instead of exiting
         return exc.code if isinstance(exc.code, int) else 2
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"data_prep: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("data_prep: interrupted", file=sys.stderr)
-        return 130
+    return run_user_command(run, args, prog="data_prep")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
-from mhpo_vl.cli_utils import OneLineErrorParser, non_negative_float, positive_int
-from mhpo_vl.errors import UserError
+from mhpo_vl.cli_utils import OneLineErrorParser, non_negative_float, positive_int, run_user_command
 
 _Parser = OneLineErrorParser
 _positive_int = positive_int
@@ -154,18 +152,8 @@ COMMANDS = {"run": _cmd_run, "score": _cmd_score, "compare": _cmd_compare, "list
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point; returns the exit code (2 for a user mistake, reported as one line on stderr)."""
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except UserError as exc:
-        print(f"mhpo-eval {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into `head` and the like
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print(f"mhpo-eval {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
-
+    return run_user_command(COMMANDS[args.command], args, prog=f"mhpo-eval {args.command}",
+                            interrupt_hint=" (rerun the same command to resume)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,10 +9,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
 
 from mhpo_vl import __version__
-from mhpo_vl.errors import UserError
+from mhpo_vl.cli_utils import run_user_command
 
 OVERRIDES_HELP = (
     "dotted overrides of recipe keys, e.g. trainer.lr=1e-6 algo.c=2.0 rollout.group_size=4; "
@@ -152,19 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_user_command(args.func, args, verbose=args.verbose, prog="mhpo-vl")
 
 
-def run_user_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, *,
-                     verbose: bool = False, prog: str = "mhpo-vl") -> int:
-    """Run a subcommand; a UserError becomes one line on stderr and exit code 2."""
-    try:
-        return func(args)
-    except UserError as exc:
-        if verbose:
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -31,3 +31,27 @@ def _number(kind: type, minimum: float, description: str) -> Callable[[str], flo
 positive_int = _number(int, 1, "a whole number >= 1")
 non_negative_float = _number(float, 0.0, "a number >= 0")
 float_at_least_one = _number(float, 1.0, "a number >= 1")
+
+
+def run_user_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, *, prog: str,
+                     verbose: bool = False, interrupt_hint: str = "") -> int:
+    """Run a subcommand: a UserError becomes one line on stderr and exit code 2 (no traceback),
+    Ctrl-C exit code 130, a closed output pipe (``| head``) a quiet exit 0."""
+    import os
+    import sys
+
+    from mhpo_vl.errors import UserError
+
+    try:
+        return func(args)
+    except UserError as exc:
+        if verbose:
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted{interrupt_hint}", file=sys.stderr)
+        return 130
