@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from mhpo_vl.config import _build  # strict YAML -> dataclass (unknown keys named, with suggestions)
+from mhpo_vl.config import build_dataclass  # strict YAML -> dataclass (unknown keys named, with suggestions)
 from mhpo_vl.errors import ConfigError, UserError
 
 BENCHMARK_DIR = Path(__file__).resolve().parent / "benchmarks"
@@ -102,7 +102,7 @@ class BenchmarkSpec:
         """The answer-type rule, whichever YAML form (a name or a mapping) was used."""
         if isinstance(self.answer_type, str):
             return AnswerTypeRule(value=self.answer_type)
-        return _build(AnswerTypeRule, self.answer_type, "answer_type")
+        return build_dataclass(AnswerTypeRule, self.answer_type, "answer_type")
 
     def validate(self) -> None:
         where = self.path or self.name
@@ -159,7 +159,7 @@ def load_spec_file(path: str | Path) -> BenchmarkSpec:
         raise ConfigError(f"{path}: a benchmark definition must be a mapping")
     data.setdefault("name", path.stem)
     try:
-        spec = _build(BenchmarkSpec, data, "")
+        spec = build_dataclass(BenchmarkSpec, data, "")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     spec.path = str(path)

@@ -319,7 +319,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                               + _suggest(str(value), [str(a) for a in allowed]))
         return value
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
+        return build_dataclass(tp, value, path)
     if origin is list:
         (item_tp,) = get_args(tp) or (Any,)
         if isinstance(value, str):
@@ -366,7 +366,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
+def build_dataclass(cls: type, data: Any, path: str) -> Any:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys."""
     if data is None:
         data = {}
@@ -414,7 +414,7 @@ def config_from_dict(data: dict, overrides: list[str] | None = None) -> Config:
     for text in overrides or []:
         parts, value = _parse_override(text)
         _set_path(data, parts, value)
-    cfg = _build(Config, data, "")
+    cfg = build_dataclass(Config, data, "")
     cfg.validate()
     return cfg
 
@@ -462,5 +462,3 @@ def _deep_copy(data: Any) -> Any:
         return [_deep_copy(v) for v in data]
     return data
 
-
-build_dataclass = _build  # public name: build a config dataclass from a mapping, rejecting unknown keys

@@ -86,7 +86,9 @@ def prepare_data(data_dir: Path, image_size: int, n_train: int, n_test: int) -> 
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from mhpo_vl.jsonl import iter_jsonl
+
+    return [record for _, record in iter_jsonl(path)]
 
 
 # ----------------------------------------------------------------------------- phases

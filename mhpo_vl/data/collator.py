@@ -20,7 +20,7 @@ import torch
 
 from mhpo_vl.data.images import load_image
 from mhpo_vl.errors import UserError
-from mhpo_vl.models.processor import get_tokenizer, is_multimodal
+from mhpo_vl.models.processor import get_tokenizer, is_multimodal, set_pixel_range
 
 IGNORE_INDEX = -100
 
@@ -75,12 +75,8 @@ class PromptCollator:
         self.template = load_template(template)
         self.system_prompt = system_prompt
         self.max_prompt_tokens = max_prompt_tokens
-        if self.multimodal and (min_pixels or max_pixels):
-            ip = processor.image_processor
-            size = dict(getattr(ip, "size", None) or {})
-            size["shortest_edge"] = min_pixels or size.get("shortest_edge")
-            size["longest_edge"] = max_pixels or size.get("longest_edge")
-            ip.size = size
+        if self.multimodal:
+            set_pixel_range(processor.image_processor, min_pixels, max_pixels)
 
     # ------------------------------------------------------------------ prompts
     def messages(self, record: dict[str, Any]) -> list[dict[str, Any]]:

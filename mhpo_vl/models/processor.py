@@ -54,11 +54,15 @@ IMAGE_ONLY_PROCESSORS = {
 }
 
 
-def _apply_pixels(image_processor: Any, min_pixels: int, max_pixels: int) -> None:
-    image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
-        if hasattr(image_processor, name):
-            setattr(image_processor, name, value)
+def set_pixel_range(image_processor: Any, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+    """Make the image processor resize images to an area within [min_pixels, max_pixels] (None: keep)."""
+    size = dict(getattr(image_processor, "size", None) or {})
+    for key, name, value in (("shortest_edge", "min_pixels", min_pixels), ("longest_edge", "max_pixels", max_pixels)):
+        if value:
+            size[key] = value
+            if hasattr(image_processor, name):
+                setattr(image_processor, name, value)
+    image_processor.size = size
 
 
 def load_processor(model_cfg: ModelConfig, model_type: str | None = None) -> Any:
@@ -93,7 +97,7 @@ def load_processor(model_cfg: ModelConfig, model_type: str | None = None) -> Any
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if isinstance(processor, ProcessorMixin) and hasattr(processor, "image_processor"):
-        _apply_pixels(processor.image_processor, model_cfg.min_pixels, model_cfg.max_pixels)
+        set_pixel_range(processor.image_processor, model_cfg.min_pixels, model_cfg.max_pixels)
     return processor
 
 

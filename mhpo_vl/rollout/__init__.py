@@ -5,7 +5,7 @@ from typing import Any
 import torch
 
 from mhpo_vl.rollout.hf import HFRolloutBackend, response_mask_from_ids
-from mhpo_vl.rollout.logprobs import build_sequence_inputs, image_rows_for, micro_batches, token_logprobs
+from mhpo_vl.rollout.logprobs import build_sequence_inputs, micro_batches, select_rows, token_logprobs
 from mhpo_vl.rollout.types import Rollout, RolloutBackend, SamplingParams
 from mhpo_vl.rollout.vision import encode_images_once, expand_inputs
 
@@ -21,5 +21,5 @@ def generate(model: torch.nn.Module, processor: Any, batch: Any, *, num_samples:
 
 
 __all__ = ["HFRolloutBackend", "Rollout", "RolloutBackend", "SamplingParams", "build_sequence_inputs",
-           "encode_images_once", "expand_inputs", "generate", "image_rows_for", "micro_batches",
-           "response_mask_from_ids", "token_logprobs"]
+           "encode_images_once", "expand_inputs", "generate", "micro_batches",
+           "response_mask_from_ids", "select_rows", "token_logprobs"]

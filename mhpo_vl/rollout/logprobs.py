@@ -6,12 +6,13 @@ The forward runs on [prompt ; response] and computes logits only for the respons
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 
 from mhpo_vl.rollout.types import Rollout
-from mhpo_vl.rollout.vision import TEXT_KEYS, encode_images_once, expand_inputs
+from mhpo_vl.rollout.vision import TEXT_KEYS, encode_images_once, expand_inputs, images_per_prompt
 
 
 def build_sequence_inputs(rollout: Rollout, model: torch.nn.Module, vision_start_id: int | None,
@@ -43,9 +44,10 @@ def build_sequence_inputs(rollout: Rollout, model: torch.nn.Module, vision_start
     return inputs
 
 
-def _slice_rows(inputs: dict[str, Any], rows: slice, image_rows: slice | None) -> dict[str, Any]:
-    """Select sequence rows (and their images) from build_sequence_inputs' output."""
-    out: dict[str, Any] = {k: inputs[k][rows] for k in (*TEXT_KEYS,) if k in inputs}
+def select_rows(inputs: dict[str, Any], rows: slice, vision_start_id: int | None) -> dict[str, Any]:
+    """Sequence rows ``rows`` of build_sequence_inputs' output, with the images that belong to them."""
+    out: dict[str, Any] = {k: inputs[k][rows] for k in TEXT_KEYS if k in inputs}
+    image_rows = _image_rows(inputs, vision_start_id, rows)
     if "image_grid_thw" in inputs and image_rows is not None:
         grid = inputs["image_grid_thw"]
         out["image_grid_thw"] = grid[image_rows]
@@ -60,8 +62,6 @@ def _slice_rows(inputs: dict[str, Any], rows: slice, image_rows: slice | None) -
 
 
 def _slice_encoder(encoded: Any, image_rows: slice) -> Any:
-    import copy
-
     part = copy.copy(encoded)
     pooled = list(encoded.pooler_output)
     part.pooler_output = tuple(pooled[image_rows])
@@ -71,13 +71,13 @@ def _slice_encoder(encoded: Any, image_rows: slice) -> Any:
     return part
 
 
-def image_rows_for(inputs: dict[str, Any], vision_start_id: int | None, rows: slice) -> slice | None:
-    """The slice of images that belong to sequence rows ``rows``."""
+def _image_rows(inputs: dict[str, Any], vision_start_id: int | None, rows: slice) -> slice | None:
+    """The slice of images (in concatenation order) that belong to sequence rows ``rows``."""
     if "image_grid_thw" not in inputs or vision_start_id is None:
         return None
-    counts = (inputs["input_ids"] == vision_start_id).sum(dim=1)
-    start = int(counts[: rows.start].sum())
-    return slice(start, start + int(counts[rows].sum()))
+    counts = images_per_prompt(inputs["input_ids"], vision_start_id)
+    start = sum(counts[: rows.start])
+    return slice(start, start + sum(counts[rows]))
 
 
 def token_logprobs(model: torch.nn.Module, inputs: dict[str, Any], response_ids: torch.Tensor,

@@ -22,19 +22,21 @@ def images_per_prompt(input_ids: torch.Tensor, vision_start_id: int | None) -> l
     return (input_ids == vision_start_id).sum(dim=1).tolist()
 
 
-def _image_index(counts: list[int], group_size: int) -> list[int]:
-    """Image indices in order for the N = P*G expanded rows."""
+def image_order(counts: list[int], prompts: list[int], repeat: int = 1) -> list[int]:
+    """Indices of the images of ``prompts`` (each repeated ``repeat`` times), in concatenation order.
+
+    ``counts[p]`` is the number of images of prompt p in the original batch.
+    """
     starts = [0]
     for c in counts:
         starts.append(starts[-1] + c)
     index: list[int] = []
-    for p, count in enumerate(counts):
-        block = list(range(starts[p], starts[p] + count))
-        index.extend(block * group_size)
+    for p in prompts:
+        index.extend(list(range(starts[p], starts[p] + counts[p])) * repeat)
     return index
 
 
-def _rows_of(per_image_rows: torch.Tensor, image_index: list[int]) -> torch.Tensor:
+def patch_rows(per_image_rows: torch.Tensor, image_index: list[int]) -> torch.Tensor:
     """Row indices into a tensor concatenated over images, for the given image order. per_image_rows: (n_img,)"""
     starts = torch.cumsum(per_image_rows, 0) - per_image_rows
     parts = [torch.arange(int(starts[i]), int(starts[i] + per_image_rows[i])) for i in image_index]
@@ -49,10 +51,10 @@ def expand_inputs(inputs: dict[str, torch.Tensor], group_size: int, vision_start
             out[key] = inputs[key].repeat_interleave(group_size, dim=0)
     if "image_grid_thw" in inputs:
         counts = images_per_prompt(inputs["input_ids"], vision_start_id)
-        index = _image_index(counts, group_size)
+        index = image_order(counts, list(range(len(counts))), group_size)
         grid = inputs["image_grid_thw"]
         out["image_grid_thw"] = grid[index]
-        out["pixel_values"] = inputs["pixel_values"][_rows_of(grid.prod(-1), index)]
+        out["pixel_values"] = inputs["pixel_values"][patch_rows(grid.prod(-1), index)]
     return out
 
 
@@ -70,7 +72,7 @@ def encode_images_once(model: torch.nn.Module, inputs: dict[str, torch.Tensor], 
         return None
     outputs = inner.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True)
     counts = images_per_prompt(inputs["input_ids"], vision_start_id)
-    index = _image_index(counts, group_size)
+    index = image_order(counts, list(range(len(counts))), group_size)
     per_image = list(outputs.pooler_output)
     outputs.pooler_output = tuple(per_image[i] for i in index)
     deepstack = getattr(outputs, "deepstack_features", None)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mhpo_vl.rollout.types import Rollout
-from mhpo_vl.rollout.vision import images_per_prompt
+from mhpo_vl.rollout.vision import image_order, images_per_prompt, patch_rows
 
 
 class PromptSampler:
@@ -47,15 +47,10 @@ def select_groups(rollout: Rollout, groups: list[int], vision_start_id: int | No
     sel = torch.tensor(groups, dtype=torch.long)
     new_prompt = {k: prompt[k][sel] for k in ("input_ids", "attention_mask", "mm_token_type_ids") if k in prompt}
     if "image_grid_thw" in prompt:
-        counts = images_per_prompt(prompt["input_ids"], vision_start_id)
-        starts = [sum(counts[:p]) for p in range(len(counts))]
-        image_index = [starts[p] + i for p in groups for i in range(counts[p])]
+        image_index = image_order(images_per_prompt(prompt["input_ids"], vision_start_id), groups)
         grid = prompt["image_grid_thw"]
-        patches = grid.prod(-1)
-        offsets = torch.cumsum(patches, 0) - patches
-        parts = [torch.arange(int(offsets[i]), int(offsets[i] + patches[i])) for i in image_index]
         new_prompt["image_grid_thw"] = grid[image_index]
-        new_prompt["pixel_values"] = prompt["pixel_values"][torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)]
+        new_prompt["pixel_values"] = prompt["pixel_values"][patch_rows(grid.prod(-1), image_index)]
     return Rollout(
         prompt_inputs=new_prompt, response_ids=rollout.response_ids[rows], response_mask=rollout.response_mask[rows],
         texts=[rollout.texts[i] for i in rows.tolist()], group_size=g, truncated=rollout.truncated[rows],

@@ -20,7 +20,7 @@ from mhpo_vl.algos import compute_advantages, get_policy_loss, loss_defaults
 from mhpo_vl.config import Config, config_to_dict, save_config
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.errors import UserError
-from mhpo_vl.models import load_policy, load_processor
+from mhpo_vl.models import is_vision_param, load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine
 from mhpo_vl.rollout import (
@@ -30,7 +30,7 @@ from mhpo_vl.rollout import (
     micro_batches,
     token_logprobs,
 )
-from mhpo_vl.rollout.logprobs import _slice_rows, image_rows_for
+from mhpo_vl.rollout.logprobs import select_rows
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.trainer import checkpoint as ckpt
 from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, select_groups
@@ -94,7 +94,7 @@ class RLTrainer:
                                        max_pixels=cfg.model.max_pixels, max_prompt_tokens=cfg.data.max_prompt_tokens)
         self.vision_start_id = (self.tokenizer.convert_tokens_to_ids("<|vision_start|>")
                                 if is_multimodal(self.processor) else None)
-        self.reuse_vision = not any(p.requires_grad for n, p in model.named_parameters() if "visual" in n)
+        self.reuse_vision = not any(p.requires_grad for n, p in model.named_parameters() if is_vision_param(n))
         optimizer, self.params = make_optimizer(model, cfg.trainer.lr, cfg.trainer.weight_decay,
                                                 (cfg.trainer.adam_beta1, cfg.trainer.adam_beta2))
         scheduler = make_scheduler(optimizer, cfg.trainer.lr_schedule, cfg.trainer.warmup_steps,
@@ -181,8 +181,9 @@ class RLTrainer:
             if have >= want or tries >= cfg.algo.dynamic_sampling_max_tries:
                 break
         timing["dynamic_sampling/dropped_groups"] = float(dropped)
-        if not kept:
-            return self._empty(rollout, rewards, components, accuracy, timing)
+        if not kept:  # no group with a reward signal in any try: train on the last batch (zero advantages)
+            timing["dynamic_sampling/no_signal"] = 1.0
+            return rollout, rewards, components, accuracy, timing
         pad = self.tokenizer.pad_token_id
         rollout = concat_rollouts([k[0] for k in kept], pad)
         rewards = torch.cat([k[1] for k in kept])
@@ -190,16 +191,12 @@ class RLTrainer:
         accuracy = [x for k in kept for x in k[3]]
         return rollout, rewards, components, accuracy, timing
 
-    @staticmethod
-    def _empty(rollout, rewards, components, accuracy, timing):
-        return rollout, rewards, components, accuracy, {**timing, "dynamic_sampling/no_signal": 1.0}
-
     def _logprobs(self, model: torch.nn.Module, rollout: Rollout, inputs: dict) -> torch.Tensor:
         """No-grad log-probs of all responses, in micro-batches. (N, T)"""
         out = []
         with torch.no_grad(), self.accelerator.autocast():
             for rows in micro_batches(len(rollout), self.cfg.trainer.micro_batch_size):
-                part = _slice_rows(inputs, rows, image_rows_for(inputs, self.vision_start_id, rows))
+                part = select_rows(inputs, rows, self.vision_start_id)
                 logp, _ = token_logprobs(model, part, rollout.response_ids[rows].to(self.accelerator.device),
                                          self.cfg.rollout.temperature)
                 out.append(logp)
@@ -231,8 +228,7 @@ class RLTrainer:
                                                    std_normalize=cfg.algo.std_normalize)
         device = self.accelerator.device
         t_update = time.perf_counter()
-        ctx = torch.no_grad() if self.reuse_vision else torch.enable_grad()
-        with ctx:
+        with torch.no_grad():  # the vision tower runs here only when frozen (reuse_vision)
             inputs = build_sequence_inputs(rollout, self.model, self.vision_start_id, reuse_vision=self.reuse_vision)
         old_logp, ref_logp = self._old_and_ref_logprobs(rollout, inputs)
         mask = rollout.response_mask.to(device)

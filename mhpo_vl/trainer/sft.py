@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -82,9 +84,8 @@ def run_sft(cfg: Config) -> dict[str, Any]:
     return summary
 
 
-def _copy_processor_files(source: str, out) -> None:
+def _copy_processor_files(source: str, out: Path) -> None:
     """Keep the source's processor layout (e.g. video processor config) so Auto classes load `out` the same way."""
-    import shutil
     from pathlib import Path
 
     src = Path(source)

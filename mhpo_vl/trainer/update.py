@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from mhpo_vl.algos.aggregation import aggregate
+from mhpo_vl.algos.aggregation import aggregate, as_bool_mask, masked_mean
 from mhpo_vl.algos.kl import kl_penalty
-from mhpo_vl.rollout.logprobs import _slice_rows, image_rows_for, micro_batches, token_logprobs
+from mhpo_vl.rollout.logprobs import micro_batches, select_rows, token_logprobs
 
 
 @dataclass
@@ -83,7 +83,7 @@ def policy_update(
             finite = True
             for k, micro in enumerate(micros):
                 rows = slice(mini.start + micro.start, mini.start + micro.stop)
-                part = _slice_rows(inputs, rows, image_rows_for(inputs, vision_start_id, rows))
+                part = select_rows(inputs, rows, vision_start_id)
                 sync = no_sync() if (no_sync is not None and k < len(micros) - 1) else contextlib.nullcontext()
                 with sync:
                     logp, entropy = token_logprobs(model, part, response_ids[rows], temperature, with_entropy=True)
@@ -100,7 +100,7 @@ def policy_update(
                         finite = False
                         break
                     backward(loss * weight)
-                metrics = {**metrics, "loss": loss.detach(), "entropy": _masked_mean(entropy, mask[rows])}
+                metrics = {**metrics, "loss": loss.detach(), "entropy": masked_mean(entropy, as_bool_mask(mask[rows]))}
                 result.add(metrics)
             norm = _grad_norm(params, grad_clip) if finite else torch.tensor(float("nan"))
             if not finite or not torch.isfinite(norm):
@@ -111,13 +111,6 @@ def policy_update(
             result.steps += 1
             result.grad_norms.append(norm.detach())
     return result
-
-
-def _masked_mean(values: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-    if values is None:
-        return torch.tensor(0.0)
-    m = mask.to(values.dtype)
-    return (torch.where(mask.bool(), values, torch.zeros_like(values)) * m).sum() / m.sum().clamp(min=1)
 
 
 def _grad_norm(params: list[torch.nn.Parameter], grad_clip: float) -> torch.Tensor:
