@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mhpo-setup-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint demo bench bench-loss compare clean
+.PHONY: setup test test-slow test-repeat lint demo bench bench-loss bench-rewards compare clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
+# Flakiness check (not in CI): `make test` N times on a clean clone of HEAD, listing any test that failed.
+N ?= 5
+test-repeat:
+	$(PYTHON) scripts/test_repeat.py --runs $(N)
+
 lint: setup
 	$(PY) -m ruff check mhpo_vl data_prep eval tests scripts
 
@@ -39,6 +44,10 @@ bench: setup
 # Forward+backward time of every policy loss at B=64, T=2048 (float32, CPU).
 bench-loss: setup
 	$(PY) scripts/bench_loss.py
+
+# Verifier throughput and worst-case latency on adversarial inputs (the ~1 s per-call bound).
+bench-rewards: setup
+	$(PY) scripts/bench_rewards.py
 
 # MHPO vs GRPO vs DAPO on the tiny task over 3 seeds (not in CI; ~30 min on 2 cores).
 compare: setup

@@ -20,8 +20,11 @@ _record = st.fixed_dictionaries({}, optional={
     "choices": st.one_of(st.none(), st.lists(st.sampled_from(["a", "b", "1"]), max_size=3)),
     "image": st.sampled_from(["ok.png", "missing.png", "../ok.png", "", "bad.png"]),
 })
-_line = st.one_of(_record.map(json.dumps), st.text(alphabet=st.characters(blacklist_characters="\n\r\x85\u2028\u2029"),
-                                                   max_size=12))
+# Text that a UTF-8 file can hold: no line breaks, no lone surrogates (category Cs cannot be encoded).
+# Invalid bytes are what real files contain instead; test_invalid_utf8_bytes_are_counted_rejects covers them.
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                       blacklist_characters="\n\r\x85\u2028\u2029"), max_size=12)
+_line = st.one_of(_record.map(json.dumps), _text)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -39,6 +42,26 @@ def test_in_equals_out_plus_rejects_on_random_lines(lines: list[str]) -> None:
         assert len({r["id"] for r in records}) == len(records)
         assert len({r["line"] for r in rejects}) == len(rejects)
         assert all(r["reason"] != "unexpected_error" for r in rejects), rejects
+
+
+def test_invalid_utf8_bytes_are_counted_rejects(tmp_path: Path) -> None:
+    good = json.dumps({"id": "ok", "prompt": "q", "answer": "1"}).encode()
+    lines = [
+        good,
+        b'{"id": "lone-surrogate", "prompt": "\xed\xa0\x80", "answer": "1"}',  # UTF-8-encoded U+D800
+        b'{"id": "latin1", "prompt": "caf\xe9", "answer": "1"}',  # Latin-1, not UTF-8
+        b"\xff\xfe\x00garbage",
+        b'{"id": "cut", "prompt": "\xe2\x82", "answer": "1"}',  # a multi-byte character cut short
+    ]
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["jsonl", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out")]) == 0
+    records = [json.loads(x) for x in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    rejects = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["ok"]
+    assert sorted(r["line"] for r in rejects) == [2, 3, 4, 5]
+    assert all(r["reason"] == "malformed_json" and "not UTF-8" in r["detail"] for r in rejects), rejects
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["train"]
+    assert (summary["in"], summary["out"], summary["rejected_by_reason"]) == (5, 1, {"malformed_json": 4})
 
 
 class _Exploding(Image.Image):
