@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mhpo-setup-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow test-repeat lint demo bench bench-loss bench-rewards compare clean
+.PHONY: setup test test-slow test-repeat lint demo tiny-assets bench bench-loss bench-rewards compare clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ lint: setup
 # The main job end to end on CPU: data, tiny VLM, SFT warm start, MHPO RL, eval before/after, report.
 demo: setup
 	$(PY) scripts/demo.py --out runs/demo
+
+# What recipes/tiny_cpu_*.yaml train from, without the rest of the demo: easy-vqa data in runs/demo/data and
+# the SFT-warm-started tiny model in runs/demo/seed_0/sft (as `make demo` builds them). A no-op when present.
+tiny-assets: setup
+	$(PY) scripts/demo.py --assets-only --out runs/demo
 
 # RL step time against TRL's GRPOTrainer on the same tiny model (installs the `bench` extra).
 bench: setup

@@ -122,35 +122,53 @@ def evaluate_model(model_dir: Path, cfg: Any, records: list[dict], seed: int = 0
             "temperature": cfg.rollout.temperature, "greedy_accuracy": float(greedy["accuracy"])}
 
 
-def run_seed(seed: int, seed_dir: Path, recipe: Path, overrides: list[str], size: ModelSize,
-             pixels: int, records: list[dict]) -> dict[str, Any]:
-    """All phases for one seed; returns the per-seed numbers and timings."""
+def _seed_config(recipe: Path, overrides: list[str], model_dir: Path, data_seed: int, pixels: int,
+                 *extra: str) -> Any:
     from mhpo_vl.config import load_config
+
+    return load_config(recipe, [*overrides, f"model.name_or_path={model_dir}", f"trainer.seed={data_seed}",
+                                f"model.min_pixels={pixels}", f"model.max_pixels={pixels}", *extra])
+
+
+def warm_start(seed: int, seed_dir: Path, recipe: Path, overrides: list[str], size: ModelSize,
+               pixels: int) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    """Tiny random model in ``seed_dir/base`` -> SFT warm start saved to ``seed_dir/sft``.
+
+    Returns (SFT config, SFT summary, timings). ``seed_dir/sft`` is what the tiny recipes train from.
+    """
     from mhpo_vl.models.tiny import build_tiny_model
-    from mhpo_vl.trainer import run_sft, run_training
-    from mhpo_vl.trainer.checkpoint import latest_checkpoint, read_trainer_state
+    from mhpo_vl.trainer import run_sft
 
     timings: dict[str, float] = {}
     base_dir, sft_dir = seed_dir / "base", seed_dir / "sft"
-    rl_dir, cont_dir = seed_dir / "rl", seed_dir / "sft_continuation"
-    for stale in (rl_dir, cont_dir):
-        shutil.rmtree(stale, ignore_errors=True)
-
     t = time.perf_counter()
     build_tiny_model("qwen2_5_vl", base_dir, hidden=size.hidden, layers=size.layers, heads=size.heads,
                      vision_hidden=size.vision_hidden, vision_depth=size.vision_depth, seed=seed,
                      min_pixels=pixels, max_pixels=pixels)
     timings["build_model"] = time.perf_counter() - t
-
-    def config(model_dir: Path, *extra: str, data_seed: int = seed) -> Any:
-        return load_config(recipe, [*overrides, f"model.name_or_path={model_dir}", f"trainer.seed={data_seed}",
-                                    f"model.min_pixels={pixels}", f"model.max_pixels={pixels}", *extra])
-
     log(f"seed {seed}: SFT warm start")
     t = time.perf_counter()
-    sft_cfg = config(base_dir, f"sft.output_dir={sft_dir}", *SFT_OVERRIDES)
+    sft_cfg = _seed_config(recipe, overrides, base_dir, seed, pixels, f"sft.output_dir={sft_dir}", *SFT_OVERRIDES)
     sft = run_sft(sft_cfg)
     timings["sft"] = time.perf_counter() - t
+    return sft_cfg, sft, timings
+
+
+def run_seed(seed: int, seed_dir: Path, recipe: Path, overrides: list[str], size: ModelSize,
+             pixels: int, records: list[dict]) -> dict[str, Any]:
+    """All phases for one seed; returns the per-seed numbers and timings."""
+    from mhpo_vl.trainer import run_sft, run_training
+    from mhpo_vl.trainer.checkpoint import latest_checkpoint, read_trainer_state
+
+    sft_dir = seed_dir / "sft"
+    rl_dir, cont_dir = seed_dir / "rl", seed_dir / "sft_continuation"
+    for stale in (rl_dir, cont_dir):
+        shutil.rmtree(stale, ignore_errors=True)
+
+    def config(model_dir: Path, *extra: str, data_seed: int = seed) -> Any:
+        return _seed_config(recipe, overrides, model_dir, data_seed, pixels, *extra)
+
+    sft_cfg, sft, timings = warm_start(seed, seed_dir, recipe, overrides, size, pixels)
     sft_step_s = sft["seconds"] / max(1, sft["steps"])
 
     rl_cfg = config(sft_dir, f"trainer.output_dir={rl_dir}")
@@ -391,6 +409,30 @@ def write_outputs(summary: dict[str, Any], out_dir: Path, rl_dir: Path | None) -
 # ----------------------------------------------------------------------------- main
 
 
+ASSETS_MARKER = "tiny_assets.json"  # written last by --assets-only: what was built, so a rerun is a no-op
+
+
+def asset_spec(args: argparse.Namespace, size: ModelSize) -> dict[str, Any]:
+    """What ``--assets-only`` builds; a marker holding the same spec means the assets are up to date."""
+    return {"image_size": args.image_size, "n_train": args.n_train, "n_test": args.n_test,
+            "seed": args.first_seed, "model": size.__dict__, "recipe": str(args.recipe),
+            "overrides": list(args.overrides)}
+
+
+def assets_ready(out: Path, spec: dict[str, Any]) -> bool:
+    """True when ``out`` holds the data and warm-started model of ``spec`` (marker and files present)."""
+    marker = out / ASSETS_MARKER
+    try:
+        if json.loads(marker.read_text()) != json.loads(json.dumps(spec)):
+            return False
+    except (OSError, ValueError):
+        return False
+    sft = out / f"seed_{spec['seed']}" / "sft"
+    needed = [out / "data" / "train.jsonl", out / "data" / "test.jsonl", sft / "config.json",
+              sft / "model.safetensors", sft / "summary.json"]
+    return all(path.is_file() for path in needed)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -405,6 +447,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=ModelSize.layers, help="text layers")
     p.add_argument("--vision-hidden", type=int, default=ModelSize.vision_hidden, help="vision width")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--assets-only", action="store_true",
+                   help="only build what the tiny recipes train from (data and the first seed's SFT warm start); "
+                        "a no-op when they are already there (`make tiny-assets`)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. trainer.max_steps=300")
     args = p.parse_args(argv)
     if args.seeds < 1:
@@ -427,18 +472,29 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
+    size = ModelSize(hidden=args.hidden, layers=args.layers, vision_hidden=args.vision_hidden)
+    pixels = args.image_size * args.image_size
+    overrides = [f"data.train_dir={data_dir}", f"data.eval_dir={data_dir}", "logging.progress_bar=false",
+                 *args.overrides]
+    spec = asset_spec(args, size)
+    if args.assets_only and assets_ready(out, spec):
+        log(f"tiny assets already in {out} (data/, seed_{args.first_seed}/sft/): nothing to do")
+        return 0
+    (out / ASSETS_MARKER).unlink(missing_ok=True)  # the data and warm start below replace the old ones
     log(f"preparing easy-vqa data ({args.image_size} px) in {data_dir}")
     counts = prepare_data(data_dir, args.image_size, args.n_train, args.n_test)
     prep_s = time.perf_counter() - t0
     log(f"data: {counts['train']} train, {counts['test']} held-out test prompts, 0 shared images")
+    if args.assets_only:
+        warm_start(args.first_seed, out / f"seed_{args.first_seed}", args.recipe, overrides, size, pixels)
+        (out / ASSETS_MARKER).write_text(json.dumps(spec, indent=1))
+        log(f"tiny assets built in {time.perf_counter() - t0:.0f} s: {data_dir} and "
+            f"{out / f'seed_{args.first_seed}' / 'sft'}")
+        return 0
     from mhpo_vl.config import load_config
     from mhpo_vl.data import load_records
 
-    overrides = [f"data.train_dir={data_dir}", f"data.eval_dir={data_dir}", "logging.progress_bar=false",
-                 *args.overrides]
     records = load_records(data_dir, "test")
-    size = ModelSize(hidden=args.hidden, layers=args.layers, vision_hidden=args.vision_hidden)
-    pixels = args.image_size * args.image_size
     per_seed = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         per_seed.append(run_seed(seed, out / f"seed_{seed}", args.recipe, overrides, size, pixels, records))

@@ -113,3 +113,22 @@ def test_write_outputs_without_rl_plots(demo, tmp_path):
     plots = demo.write_outputs(summary, tmp_path, tmp_path / "missing_run")
     assert plots == [demo.BAR_CHART]
     assert "SFT-continuation won" in (tmp_path / "report.md").read_text()
+
+
+def test_assets_ready_needs_matching_marker_and_files(demo, tmp_path):
+    args = demo.parse_args(["--assets-only", "--out", str(tmp_path)])
+    spec = demo.asset_spec(args, demo.ModelSize())
+    assert not demo.assets_ready(tmp_path, spec)
+    sft = tmp_path / "seed_0" / "sft"
+    sft.mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    for path in (tmp_path / "data" / "train.jsonl", tmp_path / "data" / "test.jsonl", sft / "config.json",
+                 sft / "model.safetensors", sft / "summary.json"):
+        path.write_text("{}")
+    assert not demo.assets_ready(tmp_path, spec), "no marker: a half-built or demo-built tree is rebuilt"
+    (tmp_path / demo.ASSETS_MARKER).write_text(json.dumps(spec))
+    assert demo.assets_ready(tmp_path, spec)
+    other = demo.asset_spec(demo.parse_args(["--assets-only", "--n-train", "100"]), demo.ModelSize())
+    assert not demo.assets_ready(tmp_path, other), "built with other settings"
+    (sft / "model.safetensors").unlink()
+    assert not demo.assets_ready(tmp_path, spec)
