@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="metric to compare: accuracy, pass@k, avg@k, extraction_failure_rate (default accuracy)")
     compare.add_argument("--plot", type=Path, default=Path("compare.png"), help="PNG path (default compare.png)")
 
-    sub.add_parser("list", help="list the shipped benchmarks", description="List the shipped benchmarks.")
+    lst = sub.add_parser("list", help="list the shipped benchmarks",
+                         description="List the shipped benchmarks; --details NAME shows one benchmark's prompt "
+                                     "template, answer extraction, scoring protocol, metrics, k and sources.")
+    lst.add_argument("--details", metavar="NAME", help="a benchmark name or YAML file")
+    _add_benchmark_file(lst)
     return parser
 
 
@@ -138,8 +142,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from eval.registry import load_spec_file, shipped_benchmarks
+    from eval.registry import get_benchmark, load_spec_file, load_user_files, shipped_benchmarks
 
+    if args.details:
+        from eval.details import describe
+
+        print(describe(get_benchmark(args.details, load_user_files(args.benchmark_file))))
+        return 0
     for name, path in shipped_benchmarks().items():
         spec = load_spec_file(path)
         print(f"{name:22s} k={spec.n_samples:<3d} {spec.description}")

@@ -56,17 +56,26 @@ def mathvista(row: dict, record: dict) -> dict:
         meta["precision"] = int(row["precision"])
     if row.get("unit"):
         meta["unit"] = str(row["unit"])
+    meta["protocol"] = {"question_type": qtype, "answer_type": row.get("answer_type"), "answer": str(row["answer"]),
+                        "choices": [str(c) for c in row.get("choices") or []],
+                        "precision": int(row["precision"]) if row.get("precision") is not None else None}
     return record
 
 
 def mathverse(row: dict, record: dict) -> dict:
-    """MathVerse: ``multi-choice`` rows have a letter gold with the options inside the question."""
+    """MathVerse: ``multi-choice`` rows have a letter gold with the options inside the question
+    (kept for the protocol, parsed from its ``Choices:`` block)."""
+    from eval.protocols.mathverse import parse_options
+
     qtype = row.get("question_type")
     if qtype == "multi-choice":
         record["answer_type"] = "choice"
         record["answer"] = record["answer"].strip().rstrip(".:").strip()
     elif qtype != "free-form":
         raise ValueError(f"unknown question_type {qtype!r} (expected multi-choice or free-form)")
+    record.setdefault("meta", {})["protocol"] = {
+        "question_type": qtype, "answer": str(row["answer"]).strip(),
+        "options": parse_options(str(row.get("question") or "")) if qtype == "multi-choice" else {}}
     return record
 
 
@@ -79,6 +88,7 @@ def mathvision(row: dict, record: dict) -> dict:
     else:
         record["answer_type"] = "math"
         record.pop("choices", None)
+    record.setdefault("meta", {})["protocol"] = {"answer": str(row["answer"]), "options": options}
     return record
 
 
@@ -97,9 +107,23 @@ def parse_option_string(text: str) -> list[str]:
 
 
 def wemath(row: dict, record: dict) -> dict:
-    """We-Math: multiple choice; ``option`` is one string ``"A. ...;B. ..."``, gold is a letter."""
+    """We-Math: multiple choice; ``option`` is one string ``"A. ...;B. ..."``, gold is a letter.
+
+    ``ID`` is shared by a problem's sub-problems and its composite question; ``key`` says which row is
+    which (``2steps_1``, ``2steps_2``, ``2steps_multi``, ``3steps_1`` ...). The row id is ``ID/key``.
+
+    >>> wemath({"ID": "2steps_1", "key": "2steps_multi", "option": "A. 1;B. 2", "answer": "B"},
+    ...        {"id": "2steps_1", "answer": "B"})["id"]
+    '2steps_1/2steps_multi'
+    """
+    for column in ("ID", "key"):
+        if not row.get(column):
+            raise ValueError(f"missing column {column!r} (We-Math rows need ID and key)")
+    record["id"] = f"{row['ID']}/{row['key']}"
     record["answer_type"] = "choice"
     record["choices"] = parse_option_string(str(row.get("option") or ""))
+    record.setdefault("meta", {})["protocol"] = {"ID": str(row["ID"]), "key": str(row["key"]),
+                                                 "answer": str(row["answer"]).strip()}
     return record
 
 

@@ -98,15 +98,13 @@ def _hub_rows(spec: BenchmarkSpec) -> Iterator[tuple[dict, str]]:
     hub = spec.hub
     if hub is None or not hub.id:
         raise UserError(f"{spec.name}: no hub source defined; pass --data-dir with a local copy")
-    try:
-        import datasets
+    from mhpo_vl.hub import load_hub_dataset
 
-        ds = datasets.load_dataset(hub.id, hub.config, split=hub.split)
-    except Exception as exc:  # offline, gated, missing split, ...
-        raise UserError(
-            f"{spec.name}: cannot load {hub.id} ({hub.split}) from the hub: {str(exc).splitlines()[0]}; "
-            f"pass --data-dir with a local copy"
-        ) from None
+    try:
+        ds = load_hub_dataset(hub.id, hub.config, hub.split,
+                              hint=f"pass --data-dir DIR with DIR/{spec.name}/ holding the files as published")
+    except UserError as exc:
+        raise UserError(f"{spec.name}: {exc}") from None
     for i, row in enumerate(ds):
         yield dict(row), f"{hub.id}[{hub.split}] row {i}"
 

@@ -18,10 +18,12 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from eval.protocols import PROTOCOLS, ProtocolRef
 from mhpo_vl.config import build_dataclass  # strict YAML -> dataclass (unknown keys named, with suggestions)
 from mhpo_vl.errors import ConfigError, UserError
 
 BENCHMARK_DIR = Path(__file__).resolve().parent / "benchmarks"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 ANSWER_TYPES = ("math", "choice", "numeric", "bbox", "text")
 SOURCES = ("files", "reasoning_gym")
 
@@ -90,7 +92,8 @@ class BenchmarkSpec:
     subsets: list[str] = field(default_factory=list)
     meta: list[str] = field(default_factory=list)
     reasoning_gym: Optional[ReasoningGymSource] = None
-    template: Optional[str] = None
+    protocol: ProtocolRef = field(default_factory=ProtocolRef)  # published scoring rules (eval/protocols)
+    template: Optional[str] = None  # a name in mhpo_vl/templates or eval/templates, or a .txt file
     n_samples: int = 1
     temperature: float = 0.0
     top_p: float = 1.0
@@ -132,11 +135,21 @@ class BenchmarkSpec:
             raise ConfigError(f"{where}: temperature: must be >= 0")
         if self.max_new_tokens < 1:
             raise ConfigError(f"{where}: max_new_tokens: must be >= 1")
+        if self.protocol.name not in PROTOCOLS:
+            raise ConfigError(f"{where}: protocol.name: unknown {self.protocol.name!r}; "
+                              f"known: {', '.join(sorted(PROTOCOLS))}")
         if self.adapter is not None:
             from eval.adapters import ADAPTERS
 
             if self.adapter not in ADAPTERS:
                 raise ConfigError(f"{where}: adapter: unknown {self.adapter!r}; known: {', '.join(sorted(ADAPTERS))}")
+
+
+def resolve_template(name: str) -> str:
+    """A template name from ``eval/templates`` as its file path; anything else is returned as is
+    (a name in ``mhpo_vl/templates`` or a user's file, resolved by the collator)."""
+    shipped = TEMPLATE_DIR / f"{name}.txt"
+    return str(shipped) if "/" not in name and shipped.is_file() else name
 
 
 def candidates(value: Candidates) -> list[str]:

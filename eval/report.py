@@ -38,16 +38,31 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}" if isinstance(value, (int, float)) else "-"
 
 
+FOUR_DIMENSIONAL = ("IK", "IG", "CM_strict", "CM_loose", "RM_strict", "RM_loose", "score_strict", "score_loose")
+
+
 def render_markdown(results: dict) -> str:
-    """A readable summary: one row per benchmark, then per-subset tables."""
+    """A readable summary: one row per benchmark, protocol metrics (We-Math), then per-subset tables."""
     lines = [f"# Evaluation of `{results.get('model', '?')}`", "",
-             "| benchmark | n | k | accuracy (Avg@k, %) | pass@k (%) | extraction failures (%) | mean length |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| benchmark | n | k | accuracy (Avg@k, %) | strict (%) | pass@k (%) | extraction failures (%) "
+             "| mean length |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     benches = results.get("benchmarks", {})
     for name, m in benches.items():
         lines.append(f"| {name} | {m.get('n', '-')} | {m.get('k', '-')} | {_pct(m.get('accuracy'))} | "
-                     f"{_pct(m.get('pass@k'))} | {_pct(m.get('extraction_failure_rate'))} | "
-                     f"{m.get('mean_response_length', 0):.1f} |")
+                     f"{_pct(m.get('accuracy_strict'))} | {_pct(m.get('pass@k'))} | "
+                     f"{_pct(m.get('extraction_failure_rate'))} | {m.get('mean_response_length', 0):.1f} |")
+    lines += ["", "accuracy: the benchmark's published scoring protocol (see `mhpo-eval list --details NAME`); "
+                  "strict: our verifiers (as in the RL rewards)."]
+    if results.get("extraction_note"):
+        lines += ["", f"Note: {results['extraction_note']}."]
+    for name, m in benches.items():
+        if any(k in m for k in FOUR_DIMENSIONAL):
+            counts = m.get("four_dimensional_counts") or {}
+            lines += ["", f"## {name}: four-dimensional metrics ({m.get('n_problems', '-')} problems)", "",
+                      "| metric | value (%) | count |", "|---|---:|---:|"]
+            lines += [f"| {k} | {_pct(m.get(k))} | {counts.get(k, '')} |" for k in FOUR_DIMENSIONAL]
+            lines += [f"| {k} | {_pct(m.get(k))} | |" for k in ("S1", "S2", "S3") if k in m]
     for name, m in benches.items():
         for subset, values in (m.get("subsets") or {}).items():
             lines += ["", f"## {name} by {subset}", "", "| value | n | accuracy (%) |", "|---|---:|---:|"]

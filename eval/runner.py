@@ -18,10 +18,13 @@ from typing import Any, Optional
 from eval.extractors import LocalJudge, benchmark_extractor
 from eval.io import append_jsonl, read_json, read_jsonl, write_json, write_text
 from eval.loaders import load_records
-from eval.registry import BenchmarkSpec, get_benchmark
+from eval.preflight import check_model_paths
+from eval.protocols import apply_protocol, get_protocol
+from eval.registry import BenchmarkSpec, get_benchmark, resolve_template
 from eval.report import RESULTS, SAMPLES, update_results
+from eval.score import EXTRACTION_NOTE, benchmark_metrics
 from mhpo_vl.errors import UserError
-from mhpo_vl.evaluation import evaluate, summarize
+from mhpo_vl.evaluation import evaluate
 
 RUN_CONFIG = "run_config.json"
 DEFAULT_TEMPLATE = "think_answer"
@@ -141,6 +144,7 @@ def _load_model(opts: RunOptions) -> tuple[Any, Any]:
 
 def run(opts: RunOptions) -> dict:
     """Run (or resume) the evaluation described by ``opts``; returns the results dict."""
+    check_model_paths(opts.model, opts.lora)
     specs = [get_benchmark(name, opts.extra_specs) for name in opts.benchmarks]
     if len({s.name for s in specs}) < len(specs):
         raise UserError("--benchmarks: a benchmark is listed twice")
@@ -167,19 +171,20 @@ def run(opts: RunOptions) -> dict:
         name, st = spec.name, settings[spec.name]
         if todo[name]:
             torch.manual_seed(opts.seed)
+            protocol, by_id = get_protocol(spec.protocol.name), {r["id"]: r for r in data[name]}
             evaluate(model, processor, todo[name], n_samples=st["n_samples"], temperature=st["temperature"],
                      top_p=st["top_p"], max_new_tokens=st["max_new_tokens"], batch_size=opts.batch_size,
-                     template=st["template"], system_prompt=st["system_prompt"],
+                     template=resolve_template(st["template"]), system_prompt=st["system_prompt"],
                      max_prompt_tokens=opts.max_prompt_tokens,
                      extractor=benchmark_extractor(spec, judge),
-                     on_batch=lambda rows, name=name: append_jsonl(out / SAMPLES,
-                                                                   [{"benchmark": name, **r} for r in rows]),
+                     on_batch=lambda rows, name=name, protocol=protocol, by_id=by_id: append_jsonl(
+                         out / SAMPLES, [{"benchmark": name, **r} for r in apply_protocol(protocol, rows, by_id)]),
                      progress=opts.progress, desc=name)
             existing = _existing_samples(out, {n: s["n_samples"] for n, s in settings.items()})
         samples = [s for r in data[name] for s in existing.get((name, r["id"]), [])[: st["n_samples"]]]
-        metrics = summarize(samples, {r["id"]: r for r in data[name]})
+        _, metrics = benchmark_metrics(spec, samples, {r["id"]: r for r in data[name]})
         metrics.update({"response_length_unit": "tokens", "settings": st})
-        extra = {"judge": judge.info()} if judge is not None else None
+        extra = {"extraction_note": EXTRACTION_NOTE, **({"judge": judge.info()} if judge is not None else {})}
         results = update_results(out, opts.model, {name: metrics}, extra)
     return results
 

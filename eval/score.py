@@ -11,10 +11,51 @@ from typing import Optional
 from eval.extractors import LocalJudge, benchmark_extractor
 from eval.io import read_jsonl, write_text
 from eval.loaders import answer_to_str, load_records
+from eval.protocols import apply_protocol, get_protocol, protocol_metrics
 from eval.registry import BenchmarkSpec
 from eval.report import SAMPLES, existing_model, update_results
 from mhpo_vl.errors import UserError
 from mhpo_vl.evaluation import score_samples, summarize
+
+EXTRACTION_NOTE = ("rule-based extraction (<answer>, \\boxed{}, answer patterns) stands in for the official GPT "
+                   "extraction step where the published protocol has one")
+
+
+def benchmark_metrics(spec: BenchmarkSpec, samples: list[dict], records: dict[str, dict]) -> tuple[list[dict], dict]:
+    """Samples scored by our verifiers -> (samples with the protocol's ``correct`` and ``correct_strict``,
+    metrics with the headline ``accuracy``, ``accuracy_strict`` and the protocol's own metrics)."""
+    protocol = get_protocol(spec.protocol.name)
+    samples = apply_protocol(protocol, samples, records)
+    metrics = summarize(samples, records)
+    metrics.update(protocol_metrics(protocol, samples, records, spec.protocol))
+    return samples, metrics
+
+
+def resolve_ids(samples: list[dict], records: dict[str, dict], benchmark: str, path: Path) -> None:
+    """Map response ids to record ids in place: the record id itself, else (for benchmarks whose ids are
+    not numbers) the 0-based row index. Unknown ids are a ``UserError`` with a hint."""
+    order = list(records)
+    by_index = {} if any(i.isdigit() for i in order) else {str(i): rid for i, rid in enumerate(order)}
+    shared: dict[str, list[str]] = {}
+    for rid, record in records.items():
+        base = str(((record.get("meta") or {}).get("protocol") or {}).get("ID", ""))
+        if base and base != rid:
+            shared.setdefault(base, []).append(rid)
+    unknown = []
+    for s in samples:
+        if s["id"] not in records:
+            if s["id"] in by_index:
+                s["id"] = by_index[s["id"]]
+            else:
+                unknown.append(s["id"])
+    for pid in unknown:
+        if pid in shared:
+            raise UserError(f"{path}: id {pid!r} is shared by {len(shared[pid])} {benchmark} rows; use the row id "
+                            f"'ID/key' (e.g. {shared[pid][-1]!r}) or the 0-based row index")
+    if unknown:
+        shown = ", ".join(repr(u) for u in sorted(set(unknown))[:3])
+        raise UserError(f"{path}: {len(set(unknown))} id(s) not in {benchmark} (e.g. {shown}); ids are the "
+                        f"benchmark's id field or the 0-based row index")
 
 
 def read_responses(path: Path, benchmark: str) -> list[dict]:
@@ -45,27 +86,32 @@ def read_responses(path: Path, benchmark: str) -> list[dict]:
     return samples
 
 
+def _renumber(samples: list[dict]) -> None:
+    """Sample numbers per id after id resolution (a row may be named by its id and its index)."""
+    counts: Counter[str] = Counter()
+    for s in samples:
+        s["sample"] = counts[s["id"]]
+        counts[s["id"]] += 1
+
+
 def score_file(spec: BenchmarkSpec, *, data: Optional[str], responses: Path, output: Path,
                model_name: Optional[str] = None, judge: Optional[LocalJudge] = None) -> dict:
     """Score ``responses`` for ``spec``; writes ``output/samples.jsonl``, ``results.json``, ``results.md``
     and returns the benchmark's metrics."""
     model_name = model_name or existing_model(output) or responses.stem
+    samples = read_responses(responses, spec.name)  # a bad responses file fails before any data loads
     records = {r["id"]: r for r in load_records(spec, data_dir=data)}
-    samples = read_responses(responses, spec.name)
-    unknown = sorted({s["id"] for s in samples} - set(records))
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:3])
-        raise UserError(f"{responses}: {len(unknown)} id(s) not in {spec.name} (e.g. {shown}); ids are the "
-                        f"benchmark's id field or the 0-based row index")
+    resolve_ids(samples, records, spec.name, responses)
+    _renumber(samples)
     missing = len(set(records) - {s["id"] for s in samples})
     if missing:
         print(f"note: {missing} of {len(records)} {spec.name} prompts have no response; "
               f"scoring the {len(records) - missing} that do", file=sys.stderr)
     scored = score_samples(samples, records, extractor=benchmark_extractor(spec, judge))
-    metrics = summarize(scored, records)
+    scored, metrics = benchmark_metrics(spec, scored, records)
     metrics.update({"n_missing": missing, "response_length_unit": "characters", "responses": str(responses)})
-    extra = {"judge": judge.info()} if judge is not None else None
-    update_results(output, model_name, {spec.name: metrics}, extra)
+    extra = {"judge": judge.info()} if judge is not None else {}
+    update_results(output, model_name, {spec.name: metrics}, {"extraction_note": EXTRACTION_NOTE, **extra})
     path = output / SAMPLES
     kept = [r for r in read_jsonl(path)[0] if r.get("benchmark") != spec.name] if path.is_file() else []
     write_text(path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in kept + scored))

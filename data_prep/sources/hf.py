@@ -71,14 +71,15 @@ def _load_from_disk(path: Path, split: str) -> Any:
 
 
 def _load_hub(name: str, config: str | None, split: str, cache_dir: str | None) -> Any:
-    import datasets
+    """One probe of the hub, then ``datasets.load_dataset``; failures are one line with the hint."""
+    from mhpo_vl.errors import UserError
+    from mhpo_vl.hub import load_hub_dataset
 
     try:
-        return datasets.load_dataset(name, config, split=split, cache_dir=cache_dir)
-    except Exception as exc:  # noqa: BLE001 - many failure kinds (offline, no such split); all user-facing
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataPrepError(f"could not load hub dataset {name!r} (split {split!r}): {first}; "
-                            "without network, pass a local folder or file with --input") from None
+        return load_hub_dataset(name, config, split, cache_dir=cache_dir,
+                                hint="without network, pass a local folder or file with --input")
+    except UserError as exc:
+        raise DataPrepError(str(exc)) from None
 
 
 def _split_files(folder: Path, split: str) -> list[Path]:

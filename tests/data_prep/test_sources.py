@@ -99,6 +99,15 @@ def test_hf_save_to_disk_with_column_mapping(tmp_path: Path) -> None:
     assert main(["hf", "--input", str(tmp_path / "saved"), "--output", str(tmp_path / "o2")]) == 2
 
 
+def test_hf_hub_id_unreachable_fails_at_once_with_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at the first try
+    assert main(["hf", "--input", "someone/some-set", "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'someone/some-set'" in err[0] and "unreachable" in err[0] and "--input" in err[0]
+
+
 def test_mathvista_multi_choice_and_free_form(tmp_path: Path, capsys) -> None:
     import datasets
 

@@ -56,78 +56,138 @@ def write_math500(root: Path) -> Path:
     return write_jsonl(root / "math500" / "test.jsonl", MATH500_ROWS)
 
 
-def _meta(category: str) -> dict:
-    return {"category": category, "context": "geometry diagram", "grade": "high school", "img_height": 32,
+def _vista_meta(category: str, task: str = "geometry problem solving", context: str = "geometry diagram") -> dict:
+    return {"category": category, "context": context, "grade": "high school", "img_height": 32,
             "img_width": 32, "language": "english", "skills": ["algebraic reasoning"], "source": "GeoQA+",
-            "split": "testmini", "task": "geometry problem solving"}
+            "split": "testmini", "task": task}
+
+
+def _vista(pid: str, question: str, answer: str, *, choices=None, qtype="free_form", atype="integer",
+           precision=None, unit=None, category="math-targeted-vqa", task="geometry problem solving") -> dict:
+    hint = ("Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end."
+            if qtype == "multi_choice" else "Please answer the question requiring an answer and provide the final "
+            "value at the end.")
+    lettered = "".join(f"\n({chr(65 + i)}) {c}" for i, c in enumerate(choices or []))
+    query = f"Hint: {hint}\nQuestion: {question}" + (f"\nChoices:{lettered}" if choices else "")
+    return {"pid": pid, "question": question, "image": f"images/{pid}.jpg",
+            "decoded_image": {"bytes": png_bytes("blue"), "path": None}, "choices": choices, "unit": unit,
+            "precision": precision, "answer": answer, "question_type": qtype, "answer_type": atype,
+            "metadata": _vista_meta(category, task), "query": query}
+
+
+# All published columns; rows chosen where the official scoring and our verifiers differ.
+MATHVISTA_ROWS = [
+    _vista("1", "Find the angle.", "145°", choices=["120°", "145°", "160°"], qtype="multi_choice", atype="text"),
+    _vista("2", "How long is the side? (Unit: cm)", "2.5", atype="float", precision=1.0, unit="cm"),
+    _vista("3", "How many bars?", "4", category="general-vqa", task="figure question answering"),
+    _vista("4", "What is the ratio?", "1.33", atype="float", precision=2.0, category="general-vqa",
+           task="figure question answering"),
+    _vista("5", "What is the angle ABC?", "70°", choices=["60°", "70°", "80°"], qtype="multi_choice", atype="text"),
+    _vista("6", "What is the population?", "9335", category="general-vqa", task="textbook question answering"),
+    _vista("7", "List the x-values.", "[1, 2, 3]", atype="list"),
+    _vista("8", "Which number is the smallest?", "3", choices=["3", "10", "100"], qtype="multi_choice", atype="text"),
+]
 
 
 def write_mathvista(root: Path) -> Path:
-    img = {"bytes": png_bytes("blue"), "path": None}
-    rows = [
-        {"pid": "1", "question": "Find the angle.", "image": "images/1.jpg", "decoded_image": img,
-         "choices": ["120°", "145°", "160°"], "unit": None, "precision": None, "answer": "145°",
-         "question_type": "multi_choice", "answer_type": "text", "metadata": _meta("math-targeted-vqa"),
-         "query": "Hint: answer with the option letter.\nQuestion: Find the angle.\nChoices:\n(A) 120°\n(B) 145°\n(C) 160°"},
-        {"pid": "2", "question": "How long is the side?", "image": "images/2.jpg", "decoded_image": img,
-         "choices": None, "unit": "cm", "precision": 1.0, "answer": "2.5", "question_type": "free_form",
-         "answer_type": "float", "metadata": _meta("math-targeted-vqa"),
-         "query": "Hint: answer with one decimal place.\nQuestion: How long is the side? (Unit: cm)"},
-        {"pid": "3", "question": "How many bars?", "image": "images/3.jpg", "decoded_image": img,
-         "choices": None, "unit": None, "precision": None, "answer": "4", "question_type": "free_form",
-         "answer_type": "integer", "metadata": _meta("general-vqa"),
-         "query": "Hint: answer with an integer.\nQuestion: How many bars?"},
-        {"pid": "4", "question": "What is the ratio?", "image": "images/4.jpg", "decoded_image": img,
-         "choices": None, "unit": None, "precision": 2.0, "answer": "1.33", "question_type": "free_form",
-         "answer_type": "float", "metadata": _meta("general-vqa"),
-         "query": "Hint: two decimal places.\nQuestion: What is the ratio?"},
-    ]
-    return write_parquet(root / "mathvista" / "data" / "testmini-00000-of-00001-725687bf7a18d64b.parquet", rows)
+    return write_parquet(root / "mathvista" / "data" / "testmini-00000-of-00001-725687bf7a18d64b.parquet",
+                         MATHVISTA_ROWS)
 
 
 def write_geo3k(root: Path) -> Path:
-    rows = [
-        {"images": [{"bytes": png_bytes("green"), "path": None}], "problem": "<image>Find x.", "answer": "2 \\sqrt { 221 }"},
-        {"images": [{"bytes": png_bytes("white"), "path": None}], "problem": "<image>Find y.", "answer": "60"},
+    rows = [  # the current card's columns: id, choices and ground_truth beside images/problem/answer
+        {"images": [{"bytes": png_bytes("green"), "path": None}], "problem": "<image>Find x.",
+         "answer": "2 \\sqrt { 221 }", "id": 0, "choices": ["10", "2 \\sqrt { 221 }", "30", "40"],
+         "ground_truth": "B"},
+        {"images": [{"bytes": png_bytes("white"), "path": None}], "problem": "<image>Find y.", "answer": "60",
+         "id": 1, "choices": ["30", "45", "60", "90"], "ground_truth": "C"},
     ]
     return write_parquet(root / "geo3k" / "data" / "test-00000-of-00001.parquet", rows)
 
 
-def write_mathverse(root: Path) -> Path:
+MATHVERSE_VERSIONS = ["Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only"]
+
+
+def _verse(sample: int, problem: int, version: str, answer: str, qtype: str, question: str) -> dict:
     meta = {"split": "testmini", "source": "GeoQA", "subject": "Plane Geometry", "subfield": "Angle"}
-    rows = [
-        {"sample_index": "1", "problem_index": "1", "problem_version": "Text Dominant",
-         "question": "As shown, find the angle.\nChoices:\nA:40°\nB:50°\nC:60°\nD:70°", "image": {"bytes": png_bytes(), "path": "1.png"},
-         "answer": "D", "question_type": "multi-choice", "metadata": meta, "query_wo": "q", "query_cot": "As shown, find the angle. Choices: A:40° B:50° C:60° D:70°",
-         "question_for_eval": "q"},
-        {"sample_index": "2", "problem_index": "1", "problem_version": "Vision Only",
-         "question": "", "image": {"bytes": png_bytes(), "path": "2.png"},
-         "answer": "3", "question_type": "free-form", "metadata": meta, "query_wo": "q",
-         "query_cot": "According to the question shown in the image, answer it.", "question_for_eval": "q"},
-    ]
-    return write_parquet(root / "mathverse" / "testmini.parquet", rows)
+    image = {"bytes": png_bytes(), "path": f"images_version_1-4/image_{problem}.png"}
+    suffix = ("Please first conduct reasoning, and then answer the question and provide the correct option "
+              "letter, e.g., A, B, C, D, at the end." if qtype == "multi-choice" else
+              "Please first conduct reasoning, and then answer the question and provide the final value, e.g., "
+              "1, 2.5, 300, at the end.")
+    return {"sample_index": str(sample), "problem_index": str(problem), "problem_version": version,
+            "question": question, "image": image, "answer": answer, "question_type": qtype, "metadata": meta,
+            "query_wo": f"{question}", "query_cot": f"{suffix}\nQuestion: {question}" if question else
+            "According to the question shown in the image, please first conduct reasoning, and then answer.",
+            "question_for_eval": question or "see image"}
+
+
+_MC = "As shown in the figure, AB is parallel to CD, find the angle.\nChoices:\nA:40°\nB:50°\nC:60°\nD:70°"
+# Problem 1 (multiple choice) in all five versions, problem 2 (free form) in two; sample_index is unique.
+MATHVERSE_ROWS = [
+    *[_verse(i + 1, 1, v, "D", "multi-choice", "" if v == "Vision Only" else _MC)
+      for i, v in enumerate(MATHVERSE_VERSIONS)],
+    _verse(6, 2, "Text Dominant", "3", "free-form", "The radius is 6. Find half of it."),
+    _verse(7, 2, "Vision Only", "3", "free-form", ""),
+]
+
+
+def write_mathverse(root: Path) -> Path:
+    return write_parquet(root / "mathverse" / "testmini.parquet", MATHVERSE_ROWS)
+
+
+def _vision(pid: str, question: str, answer: str, options=(), level=1, subject="metric geometry - length"):
+    return {"id": pid, "question": question, "options": list(options), "image": f"images/{pid}.jpg",
+            "decoded_image": {"bytes": png_bytes(), "path": f"images/{pid}.jpg"}, "answer": answer,
+            "solution": None, "level": level, "subject": subject}
+
+
+MATHVISION_ROWS = [
+    _vision("1", "Which shape is next? <image1>", "C", ["A", "B", "C", "D", "E"], subject="logic"),
+    _vision("17", "How many dots? <image1>", "12", level=2, subject="counting"),
+    _vision("21", "What is the circumference? <image1>", "B",
+            ["$\\pi$", "$2 \\pi$", "$3 \\pi$", "$4 \\pi$", "$5 \\pi$"], subject="metric geometry - length"),
+    _vision("33", "Estimate pi. <image1>", "3.14", level=3, subject="arithmetic"),
+    _vision("40", "What fraction is shaded? <image1>", "\\frac{1}{2}", level=2, subject="arithmetic"),
+    _vision("52", "Give the coordinates of P. <image1>", "(3,4)", level=4, subject="analytic geometry"),
+    _vision("60", "How long is AB? <image1>", "7", level=2),
+    _vision("77", "Which is the odd one out? <image1>", "E", ["A", "B", "C", "D", "E"], subject="logic"),
+]
 
 
 def write_mathvision(root: Path) -> Path:
-    img = {"bytes": png_bytes(), "path": "images/1.jpg"}
-    rows = [
-        {"id": "1", "question": "Which shape is next? <image1>", "options": ["A", "B", "C", "D", "E"],
-         "image": "images/1.jpg", "decoded_image": img, "answer": "C", "solution": None, "level": 1,
-         "subject": "logic"},
-        {"id": "17", "question": "How many dots? <image1>", "options": [], "image": "images/17.jpg",
-         "decoded_image": img, "answer": "12", "solution": None, "level": 2, "subject": "counting"},
-    ]
-    return write_parquet(root / "mathvision" / "data" / "testmini-00000-of-00001-f8ff70fcb2f29b1d.parquet", rows)
+    return write_parquet(root / "mathvision" / "data" / "testmini-00000-of-00001-f8ff70fcb2f29b1d.parquet",
+                         MATHVISION_ROWS)
+
+
+def _we(problem_id: str, key: str, answer: str, number: int) -> dict:
+    steps = key.split("steps")[0]
+    return {"ID": problem_id, "split": "testmini", "knowledge concept": "Area of Squares",
+            "question": f"Question {problem_id} part {key}: what is the area?",
+            "option": "A. 3 cm²;B. 4 cm²;C. 5 cm²;D. 6 cm²; E. No correct answer", "answer": answer,
+            "image_path": {"bytes": png_bytes(), "path": f"{steps}steps/image/{number}-{key.split('_')[1]}.png"},
+            "key": key, "question number": number,
+            "knowledge concept description": "Area of Squares:\n1. The area of a square is side x side."}
+
+
+# Three 2-step problems (ID 2steps_1..3: keys 2steps_1, 2steps_2, 2steps_multi) and two 3-step problems
+# (3steps_1..2: keys 3steps_1..3, 3steps_multi), ordered by key as in the published file.
+WEMATH_GOLD = {
+    "2steps_1": {"1": "B", "2": "A", "multi": "C"},
+    "2steps_2": {"1": "A", "2": "D", "multi": "B"},
+    "2steps_3": {"1": "C", "2": "C", "multi": "A"},
+    "3steps_1": {"1": "A", "2": "B", "3": "C", "multi": "D"},
+    "3steps_2": {"1": "B", "2": "A", "3": "E", "multi": "A"},
+}
+WEMATH_ROWS = [
+    _we(pid, f"{pid.split('_')[0]}_{part}", WEMATH_GOLD[pid][part], int(pid.split("_")[1]))
+    for steps in ("2steps", "3steps") for part in ("1", "2", "3", "multi")
+    for pid in WEMATH_GOLD if pid.startswith(steps) and part in WEMATH_GOLD[pid]
+]
 
 
 def write_wemath(root: Path) -> Path:
-    rows = [
-        {"ID": "2steps_1", "split": "testmini", "knowledge concept": "Area", "question": "What is the area?",
-         "option": "A. 3 cm²;B. 4 cm²;C. 5 cm²;D. No correct answer", "answer": "B",
-         "image_path": {"bytes": png_bytes(), "path": "1.png"}, "key": "2steps_1", "question number": 1,
-         "knowledge concept description": "area of a square"},
-    ]
-    return write_parquet(root / "wemath" / "data" / "testmini-00000-of-00001-adbfe22dcd3558e6.parquet", rows)
+    return write_parquet(root / "wemath" / "data" / "testmini-00000-of-00001-adbfe22dcd3558e6.parquet", WEMATH_ROWS)
 
 
 def write_aime24(root: Path) -> Path:

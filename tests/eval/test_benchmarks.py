@@ -90,17 +90,43 @@ def test_geo3k_images_as_bytes_and_placeholder_removed(tmp_path):
     assert records[0]["answer_type"] == "math" and records[0]["id"] == "0"
 
 
-def test_mathverse_mathvision_wemath(tmp_path):
+def test_mathverse_rows_per_version_and_options_kept_for_the_protocol(tmp_path):
     mv = {r["id"]: r for r in _load("mathverse", tmp_path)}
+    assert len(mv) == 7  # sample_index is unique; problem_index is shared by a problem's versions
     assert mv["1"]["answer_type"] == "choice" and mv["1"]["answer"] == "D" and "choices" not in mv["1"]
-    assert mv["2"]["answer_type"] == "math" and mv["2"]["meta"]["subsets"]["problem_version"] == "Vision Only"
+    assert mv["1"]["meta"]["protocol"]["options"] == {"A": "40°", "B": "50°", "C": "60°", "D": "70°"}
+    assert [mv[str(i)]["meta"]["subsets"]["problem_version"] for i in range(1, 6)] == [
+        "Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only"]
+    assert mv["5"]["prompt"].startswith("According to the question shown in the image")
+    assert mv["7"]["answer_type"] == "math" and mv["7"]["meta"]["subsets"]["metadata.subfield"] == "Angle"
+
+
+def test_mathvision_options_and_free_form(tmp_path):
     vis = {r["id"]: r for r in _load("mathvision", tmp_path)}
     assert vis["1"]["answer_type"] == "choice" and vis["1"]["choices"] == ["A", "B", "C", "D", "E"]
     assert "<image1>" not in vis["1"]["prompt"] and "(E) E" in vis["1"]["prompt"]
     assert vis["17"]["answer_type"] == "math" and "Choices" not in vis["17"]["prompt"]
-    (we,) = _load("wemath", tmp_path)
-    assert we["id"] == "2steps_1" and we["choices"] == ["3 cm²", "4 cm²", "5 cm²", "No correct answer"]
-    assert we["answer"] == "B" and "(B) 4 cm²" in we["prompt"]
+    assert vis["21"]["meta"]["protocol"] == {"answer": "B", "options": ["$\\pi$", "$2 \\pi$", "$3 \\pi$",
+                                                                         "$4 \\pi$", "$5 \\pi$"]}
+
+
+def test_wemath_rows_sharing_an_id_get_unique_ids(tmp_path):
+    records = _load("wemath", tmp_path)
+    assert len(records) == 17 and len({r["id"] for r in records}) == 17
+    assert [r["id"] for r in records[:4]] == ["2steps_1/2steps_1", "2steps_2/2steps_1", "2steps_3/2steps_1",
+                                              "2steps_1/2steps_2"]
+    first = records[0]
+    assert first["choices"] == ["3 cm²", "4 cm²", "5 cm²", "6 cm²", "No correct answer"]
+    assert first["answer"] == "B" and "(B) 4 cm²" in first["prompt"]
+    assert first["meta"]["protocol"] == {"ID": "2steps_1", "key": "2steps_1", "answer": "B"}
+
+
+def test_wemath_row_without_key_is_a_clear_error(tmp_path):
+    from tests.eval.fixtures import WEMATH_ROWS, write_parquet
+
+    write_parquet(tmp_path / "wemath" / "testmini.parquet", [{**WEMATH_ROWS[0], "key": None}])
+    with pytest.raises(UserError, match="row 0: wemath: missing column 'key'"):
+        load_records(get_benchmark("wemath"), data_dir=tmp_path)
 
 
 def test_text_competition_sets(tmp_path):

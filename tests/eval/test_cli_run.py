@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eval.__main__ import main
-from tests.eval.fixtures import write_geo3k, write_gsm8k, write_math500, write_mathvista
+from tests.eval.fixtures import write_geo3k, write_gsm8k, write_math500, write_mathvista, write_wemath
 
 
 def _lines(path):
@@ -34,13 +34,16 @@ def test_run_two_text_benchmarks_writes_samples_and_results(tiny_model_dir, text
     assert len(samples) == 2 * 2 * 3
     assert {(s["benchmark"], s["id"]) for s in samples} == {
         ("gsm8k", "0"), ("gsm8k", "1"), ("math500", "test/precalculus/807.json"), ("math500", "test/prealgebra/1.json")}
-    assert all({"id", "response", "extracted", "correct", "response_length"} <= set(s) for s in samples)
+    assert all({"id", "response", "extracted", "correct", "correct_strict", "response_length"} <= set(s)
+               for s in samples)
     results = json.loads((out / "results.json").read_text())
     assert results["model"] == str(model)
     for name in ("gsm8k", "math500"):
         m = results["benchmarks"][name]
         assert (m["n"], m["k"], m["n_samples"]) == (2, 3, 6)
         assert 0.0 <= m["accuracy"] <= 1.0 and "pass@k" in m and "extraction_failure_rate" in m
+        assert 0.0 <= m["accuracy_strict"] <= 1.0 and m["protocol"]["source"]
+        assert m["settings"]["template"] == "boxed"  # the protocol's prompt by default
         assert m["settings"]["temperature"] == 1.0 and m["settings"]["max_new_tokens"] == 4
     assert "| gsm8k | 2 | 3 |" in (out / "results.md").read_text()
 
@@ -104,15 +107,18 @@ def test_resume_with_other_settings_is_refused(tiny_model_dir, text_data, tmp_pa
 def test_run_vision_benchmarks_with_byte_images(tiny_model_dir, tmp_path):
     write_mathvista(tmp_path / "data")
     write_geo3k(tmp_path / "data")
+    write_wemath(tmp_path / "data")
     out = tmp_path / "out"
-    code = main(["run", "--model", str(tiny_model_dir("qwen2_5_vl")), "--benchmarks", "mathvista,geo3k",
+    code = main(["run", "--model", str(tiny_model_dir("qwen2_5_vl")), "--benchmarks", "mathvista,geo3k,wemath",
                  "--data-dir", str(tmp_path / "data"), "--output", str(out), "--max-new-tokens", "3",
                  "--limit", "2", "--no-progress"])
     assert code == 0
     results = json.loads((out / "results.json").read_text())["benchmarks"]
     assert results["mathvista"]["n"] == 2 and results["geo3k"]["n"] == 2
     assert set(results["mathvista"]["subsets"]["question_type"]) == {"multi_choice", "free_form"}
-    assert len(_lines(out / "samples.jsonl")) == 4
+    we = results["wemath"]  # two rows of different problems: no complete problem, so no IK/IG/CM/RM yet
+    assert we["n"] == 2 and we["n_problems"] == 0 and we["n_incomplete"] == 2 and we["settings"]["template"] == "wemath"
+    assert len(_lines(out / "samples.jsonl")) == 6
 
 
 def test_text_model_on_image_benchmark_is_a_user_error(tiny_model_dir, tmp_path, capsys):

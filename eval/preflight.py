@@ -1,0 +1,38 @@
+"""Checks that run before any data or model is loaded, so a typo fails in a second with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from mhpo_vl.errors import UserError
+from mhpo_vl.hub import hub_offline, looks_like_hub_id
+
+
+def _cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
+        return True
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def check_model_paths(model: str, lora: Optional[str] = None) -> None:
+    """``--model``: an existing model folder (with ``config.json``) or a hub id (cached, under
+    ``HF_HUB_OFFLINE``); ``--lora``: a folder with ``adapter_config.json``. Else a ``UserError``."""
+    path = Path(model).expanduser()
+    if looks_like_hub_id(model):
+        if hub_offline() and not _cached(model):
+            raise UserError(f"--model: {model!r} is not a local folder and not in the HF cache "
+                            "(HF_HUB_OFFLINE is set)")
+    elif not path.exists():
+        raise UserError(f"--model: model path not found: {model}")
+    elif path.is_dir() and not (path / "config.json").is_file():
+        raise UserError(f"--model: {model} has no config.json (expected a transformers model folder, "
+                        "e.g. a checkpoint's step_N/)")
+    if lora is not None:
+        lora_path = Path(lora).expanduser()
+        if not lora_path.is_dir():
+            raise UserError(f"--lora: adapter folder not found: {lora}")
+        if not (lora_path / "adapter_config.json").is_file():
+            raise UserError(f"--lora: no adapter_config.json in {lora}")
