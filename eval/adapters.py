@@ -58,7 +58,8 @@ def mathvista(row: dict, record: dict) -> dict:
         meta["unit"] = str(row["unit"])
     meta["protocol"] = {"question_type": qtype, "answer_type": row.get("answer_type"), "answer": str(row["answer"]),
                         "choices": [str(c) for c in row.get("choices") or []],
-                        "precision": int(row["precision"]) if row.get("precision") is not None else None}
+                        "precision": int(row["precision"]) if row.get("precision") is not None else None,
+                        "skills": [str(k) for k in (row.get("metadata") or {}).get("skills") or []]}
     return record
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from mhpo_vl.errors import UserError
-from mhpo_vl.hub import hub_offline, looks_like_hub_id
+from mhpo_vl.hub import hub_offline, looks_like_hub_id, probe_hub
 
 
 def _cached(repo_id: str) -> bool:
@@ -18,13 +18,19 @@ def _cached(repo_id: str) -> bool:
 
 
 def check_model_paths(model: str, lora: Optional[str] = None) -> None:
-    """``--model``: an existing model folder (with ``config.json``) or a hub id (cached, under
-    ``HF_HUB_OFFLINE``); ``--lora``: a folder with ``adapter_config.json``. Else a ``UserError``."""
+    """``--model``: an existing model folder (with ``config.json``) or a hub id (in the HF cache, or on a
+    hub that answers one probe); ``--lora``: a folder with ``adapter_config.json``. Else a ``UserError``."""
     path = Path(model).expanduser()
     if looks_like_hub_id(model):
-        if hub_offline() and not _cached(model):
-            raise UserError(f"--model: {model!r} is not a local folder and not in the HF cache "
-                            "(HF_HUB_OFFLINE is set)")
+        if hub_offline():
+            if not _cached(model):
+                raise UserError(f"--model: {model!r} is not a local folder and not in the HF cache "
+                                "(HF_HUB_OFFLINE is set)")
+        elif not _cached(model):
+            reason = probe_hub(model, repo_type="model")
+            if reason is not None:
+                raise UserError(f"--model: {model!r} is not a local folder or in the HF cache, and {reason}; "
+                                "pass a local model folder")
     elif not path.exists():
         raise UserError(f"--model: model path not found: {model}")
     elif path.is_dir() and not (path / "config.json").is_file():

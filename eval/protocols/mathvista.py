@@ -1,6 +1,8 @@
 """MathVista's official scoring, reimplemented from lupantech/MathVista ``evaluation/calculate_score.py``
 (``normalize_extracted_answer`` + ``safe_equal``) and the rule shortcuts of
-``evaluation/extract_answer.py``; our rule extraction stands in for its GPT extraction step.
+``evaluation/extract_answer.py``; our rule extraction stands in for its GPT extraction step (the
+``<answer>`` / ``\\boxed{}`` content with whole-answer wrappers such as ``$...$`` and ``\\text{}`` removed,
+as the GPT extractor returns a bare answer).
 
 Normalisation of the extracted answer, by the row's published ``question_type`` / ``answer_type``:
 
@@ -94,19 +96,23 @@ def official_extraction(response: str, fields: dict, extracted: Optional[str]) -
                 return str(convert(response))
             except (ValueError, OverflowError):
                 pass
+    from mhpo_vl.rewards.extract import unwrap
+
     tagged = extract_answer(response)
     if tagged is not None:
-        return tagged
+        return unwrap(tagged)
     quick = _QUICK.search(response)
     if quick:
         return quick.group(1)
-    return extracted if extracted is not None else ""
+    return unwrap(extracted) if extracted is not None else ""
 
 
 class MathVistaRules(Protocol):
     name = "mathvista"
     extraction = ("official shortcuts (response equals an option; parses as the integer/float answer type), "
-                  "then our rules in place of GPT: <answer>, \\boxed{}, 'The answer is \"X\".', a short bare response")
+                  "then our rules in place of GPT: <answer>, \\boxed{}, 'The answer is \"X\".', a short bare response; "
+                  "whole-answer wrappers ($...$, \\text{}) removed as the GPT extractor would")
+    metric_names = ("skills (accuracy per skill, as calculate_score.py reports it)",)
     scoring = ("official normalize_extracted_answer (option letter -> text, else nearest option by edit "
                "distance; int(float(x)); round(float(x), precision)) then exact string equality (safe_equal)")
 
@@ -121,3 +127,13 @@ class MathVistaRules(Protocol):
         prediction = normalize(text, choices, qtype, fields.get("answer_type", "text"),
                                int(precision) if precision is not None else None)
         return Verdict(text, prediction == str(fields.get("answer", record["answer"])))
+
+    def metrics(self, samples: list[dict], records: dict[str, dict]) -> dict[str, Any]:
+        """Accuracy per skill: a problem counts once for each skill in its ``metadata.skills`` list."""
+        table: dict[str, list[float]] = {}
+        for s in samples:
+            for skill in protocol_meta(records[s["id"]]).get("skills") or []:
+                table.setdefault(str(skill), []).append(float(s["correct"]))
+        if not table:
+            return {}
+        return {"skills": {k: {"accuracy": sum(v) / len(v), "n_samples": len(v)} for k, v in sorted(table.items())}}

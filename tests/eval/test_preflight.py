@@ -36,8 +36,11 @@ def test_model_and_lora_checks(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="--lora: no adapter_config.json"):
         check_model_paths(str(model), str(model))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(UserError, match="not in the HF cache"):
+        check_model_paths("someone/not-cached-model")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(UserError, match=r"'someone/not-cached-model' is not a local folder .* unreachable"):
         check_model_paths("someone/not-cached-model")
 
 

@@ -19,8 +19,10 @@ ROWS = [
     ("1", "\\boxed{(B) 145°}", True, "a (B) in the text selects B"),
     ("1", "<answer>b</answer>", False, "lowercase b is no option letter; nearest option by edit distance is 120°"),
     ("1", 'The answer is "145°".', True, "official quick-extract pattern"),
+    ("1", "\\boxed{\\text{B}}", True, "wrapper removed as the GPT extractor would: option letter B"),
     ("2", "<answer>2.54 cm</answer>", False, "float('2.54 cm') fails"),
     ("2", "<answer>2.54</answer>", True, "round(2.54, 1) = 2.5"),
+    ("2", "<answer>$2.5$</answer>", True, "$...$ removed, then float('2.5')"),
     ("3", "4", True, "the response itself parses as an integer"),
     ("3", "<answer>4.7</answer>", True, "int(float('4.7')) = 4"),
     ("4", "<answer>1.333</answer>", True, "round(1.333, 2) = 1.33"),
@@ -63,3 +65,4 @@ def test_score_mathvista_row_by_row(tmp_path):
     assert "GPT" in results["extraction_note"]
     assert set(m["subsets"]) >= {"question_type", "metadata.task", "answer_type"}
     assert m["subsets"]["metadata.task"]["textbook question answering"]["n"] == 1
+    assert m["skills"]["algebraic reasoning"]["n_samples"] == len(ROWS)  # every fixture row has this skill
