@@ -126,8 +126,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     spec = get_benchmark(args.benchmark, load_user_files(args.benchmark_file))
     m = score_file(spec, data=args.data, responses=args.responses, output=args.output,
                    model_name=args.model_name, judge=_judge(args.judge_model))
-    print(f"{spec.name}: accuracy {100 * m['accuracy']:.2f}% (n={m['n']}, k={m['k']}, "
-          f"pass@{m['k']} {100 * m['pass@k']:.2f}%) -> {args.output / 'results.json'}")
+    print(f"{spec.name}: accuracy {100 * m['accuracy']:.2f}% ({m['protocol']['name']} protocol; strict "
+          f"{100 * m['accuracy_strict']:.2f}%) (n={m['n']}, k={m['k']}, pass@{m['k']} {100 * m['pass@k']:.2f}%) "
+          f"-> {args.output / 'results.json'}")
     return 0
 
 

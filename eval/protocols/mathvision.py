@@ -134,8 +134,8 @@ def extract(response: str) -> str:
     elif answer.count("oxed{") > 1:
         answer = "\\boxed{" + answer.split("oxed{")[-1]
     answer = find_math_answer(answer)
-    for letter in "abcde":
-        answer = answer.replace(f"({letter})", letter).replace(f"{{{letter}}}", letter)
+    for wrapped in [f"({c})" for c in "abcde"] + [f"{{{c}}}" for c in "abcde"]:  # official order
+        answer = answer.replace(wrapped, wrapped[1])
     return answer.rstrip(".").lstrip(":").strip()
 
 
