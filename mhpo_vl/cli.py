@@ -1,4 +1,4 @@
-"""`mhpo-vl` command line: train, sft, tiny-model, show-config.
+"""`mhpo-vl` command line: train, sft, show-config, plan, merge-lora, tiny-model.
 
 User mistakes (bad recipe, unknown key, missing file) print one line and exit with code 2.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 
 from mhpo_vl import __version__
-from mhpo_vl.cli_utils import run_user_command
+from mhpo_vl.cli_utils import OneLineErrorParser, positive_float, positive_int, run_user_command
 
 OVERRIDES_HELP = (
     "dotted overrides of recipe keys, e.g. trainer.lr=1e-6 algo.c=2.0 rollout.group_size=4; "
@@ -66,6 +66,32 @@ def _cmd_show_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from mhpo_vl.config import load_config
+    from mhpo_vl.trainer.plan import plan, render_table, to_json, verdict
+
+    cfg = load_config(args.recipe, args.overrides)
+    est, fix = plan(cfg, gpus=args.gpus, gpu_mem_gib=args.gpu_mem, prompt_tokens=args.prompt_tokens,
+                    overhead_gib=args.overhead)
+    if args.json:
+        print(json.dumps(to_json(est, fix), indent=2))
+    else:
+        print(render_table(est))
+        print()
+        print(verdict(est, fix))
+    return 0
+
+
+def _cmd_merge_lora(args: argparse.Namespace) -> int:
+    from mhpo_vl.models.merge import merge_lora
+
+    out = merge_lora(args.checkpoint, args.out, base=args.base, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"merged model written to {out}")
+    return 0
+
+
 def _cmd_tiny_model(args: argparse.Namespace) -> int:
     from mhpo_vl.models.tiny import build_tiny_model
 
@@ -80,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help in the docs)."""
     from mhpo_vl.models.tiny import ARCHS
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="mhpo-vl",
         description="Fine-tune vision-language models with RL (MHPO and baselines) over verifier rewards.",
     )
@@ -114,6 +140,41 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Print the recipe with all defaults and overrides applied, as YAML.")
     _add_recipe_args(show)
     show.set_defaults(func=_cmd_show_config)
+
+    plan = sub.add_parser(
+        "plan", help="per-GPU memory estimate of a recipe, and what makes it fit",
+        description="Estimate the per-GPU memory of the recipe's RL run (weights, gradients, AdamW moments, "
+                    "activations, response logits, rollout KV cache, FSDP2 buffers) under its trainer.strategy "
+                    "(ddp when unset), LoRA and checkpointing settings, say whether it fits and name the change "
+                    "that makes it fit. Model sizes come from a local model directory's config.json (built on "
+                    "the meta device, no weights) or a built-in table of the supported models (offline).")
+    _add_recipe_args(plan)
+    plan.add_argument("--gpus", type=positive_int, default=1,
+                      help="number of GPUs (processes) the run will use (default 1)")
+    plan.add_argument("--gpu-mem", type=positive_float, default=80.0, metavar="GB",
+                      help="memory of one GPU in GiB, as GPUs are labelled (80 for A100/H100 80GB; default 80)")
+    plan.add_argument("--prompt-tokens", type=positive_int, metavar="N",
+                      help="typical prompt length in tokens incl. image tokens (default: data.max_prompt_tokens, "
+                           "the worst case)")
+    plan.add_argument("--overhead", type=float, default=1.5, metavar="GB",
+                      help="fixed per-GPU runtime overhead in GiB: CUDA context, library workspaces (default 1.5)")
+    plan.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
+    plan.set_defaults(func=_cmd_plan)
+
+    merge = sub.add_parser(
+        "merge-lora", help="merge a LoRA checkpoint into its base model for serving and eval",
+        description="Fold the LoRA adapters of a training checkpoint (checkpoints/step_N, or a run directory: "
+                    "its latest checkpoint) into the base model (peft merge_and_unload) and save a plain "
+                    "transformers model with its processor/tokenizer files, loadable by from_pretrained, "
+                    "`mhpo-eval run --model DIR` and vLLM. Merging runs in float32 on the CPU.")
+    merge.add_argument("checkpoint", help="a LoRA checkpoint directory (adapter_config.json) or a run directory")
+    merge.add_argument("--out", required=True, help="output directory for the merged model")
+    merge.add_argument("--base", help="base model directory or hub id (default: the adapter's "
+                                      "base_model_name_or_path, as recorded at training time)")
+    merge.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                       help="dtype of the saved weights (default auto: the base model's own dtype)")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out directory")
+    merge.set_defaults(func=_cmd_merge_lora)
 
     tiny = sub.add_parser("tiny-model", help="build a tiny random model of a real architecture (offline)",
                           description="Build a randomly initialised model of a real Qwen architecture at tiny "

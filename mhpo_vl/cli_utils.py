@@ -33,6 +33,17 @@ non_negative_float = _number(float, 0.0, "a number >= 0")
 float_at_least_one = _number(float, 1.0, "a number >= 1")
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def run_user_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, *, prog: str,
                      verbose: bool = False, interrupt_hint: str = "") -> int:
     """Run a subcommand: a UserError becomes one line on stderr and exit code 2 (no traceback),

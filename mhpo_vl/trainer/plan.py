@@ -1,0 +1,395 @@
+"""`mhpo-vl plan`: per-GPU memory of a recipe's RL run, whether it fits, and the change that makes it fit.
+
+The estimate is arithmetic over the model's sizes (:mod:`mhpo_vl.models.sizes`) and the recipe:
+
+    persistent  weights + gradients + AdamW moments (+ DDP gradient buckets, + KL reference model),
+                divided by the number of GPUs under FSDP2 (every parameter, gradient and state sharded)
+    rollout     HF generate: KV cache of all local sequences at full length + the prefill's largest
+                transient + (FSDP2) the unsharded parameters held for the whole generate call;
+                vLLM: rollout.vllm.gpu_memory_utilization x GPU memory, held for the whole run
+    training    one micro-batch's saved activations (all decoder layers, or one layer + the layer
+                inputs with gradient checkpointing) + response logits + (FSDP2) gathered units
+    peak        persistent + max(rollout, training) + a fixed runtime overhead
+
+Activation bytes per token per decoder layer (derived from Qwen2/3 decoder code: what autograd saves):
+two fp32 RMSNorm intermediates and two residual-stream tensors (4h), the two normed inputs (2h), q,
+k, v after RoPE, the GQA-repeated k and v, the attention output before and after the head merge
+(5 q_dim + 2 kv_dim) and the gated MLP's gate, up, act(gate) and product (4 I). A test measures a
+real training step of a tiny model on CPU and checks the estimate against the measured peak.
+All numbers are estimates: allocator fragmentation and kernel workspaces vary, so "fits" leaves
+``HEADROOM`` of the GPU free.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mhpo_vl.config import Config
+from mhpo_vl.models.sizes import ModelSpec
+
+GIB = 1024**3
+HEADROOM = 0.05  # fraction of GPU memory left free for fragmentation and workspaces
+DEFAULT_OVERHEAD_GIB = 1.5  # CUDA context, cuBLAS/NCCL workspaces (measured ~1-2 GiB on A100/H100)
+VLLM_DEFAULT_UTILIZATION = 0.3  # used when the recipe has no rollout.vllm.gpu_memory_utilization
+STRATEGIES = ("ddp", "fsdp2")
+_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
+
+
+@dataclass
+class Setup:
+    """What the estimate depends on beyond the recipe: GPU count, memory, strategy, prompt length."""
+
+    cfg: Config
+    gpus: int = 1
+    gpu_mem_gib: float = 80.0
+    strategy: str = "ddp"
+    prompt_tokens: int | None = None  # tokens per prompt incl. image tokens (None: data.max_prompt_tokens)
+    overhead_gib: float = DEFAULT_OVERHEAD_GIB
+
+    @property
+    def sharded(self) -> bool:
+        return self.strategy == "fsdp2" and self.gpus > 1
+
+    def describe(self) -> str:
+        if self.gpus == 1:
+            return "1 process" + (" (fsdp2 on 1 GPU does not shard)" if self.strategy == "fsdp2" else "")
+        return f"trainer.strategy={self.strategy} on {self.gpus} GPUs"
+
+
+@dataclass
+class Item:
+    key: str
+    label: str
+    phase: str  # persistent | rollout | training
+    bytes: float
+    note: str = ""
+
+
+@dataclass
+class Estimate:
+    """Per-GPU bytes by item and phase, and the resulting peak."""
+
+    setup: Setup
+    spec: ModelSpec
+    items: list[Item] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def phase(self, name: str) -> float:
+        return sum(i.bytes for i in self.items if i.phase == name)
+
+    @property
+    def overhead(self) -> float:
+        return self.setup.overhead_gib * GIB
+
+    @property
+    def peak(self) -> float:
+        return self.phase("persistent") + max(self.phase("rollout"), self.phase("training")) + self.overhead
+
+    @property
+    def budget(self) -> float:
+        return self.setup.gpu_mem_gib * GIB * (1 - HEADROOM)
+
+    @property
+    def fits(self) -> bool:
+        return self.peak <= self.budget
+
+    def get(self, key: str) -> float:
+        return sum(i.bytes for i in self.items if i.key == key)
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def compute_bytes(cfg: Config) -> int:
+    """Bytes per element of activations: bf16/fp16 under mixed precision ("auto" = bf16 on a GPU)."""
+    mp = cfg.trainer.mixed_precision
+    return _BYTES[cfg.model.dtype] if mp == "no" else 2
+
+
+def image_tokens(spec: ModelSpec, pixels: int) -> int:
+    """Tokens of one image of ``pixels`` pixels after the 2x2 merge (0 for text models)."""
+    if not spec.is_vlm:
+        return 0
+    return max(1, pixels // (spec.patch_size * spec.merge_size) ** 2)
+
+
+def trainable_params(spec: ModelSpec, cfg: Config) -> tuple[int, int]:
+    """(trainable params stored in the model dtype, LoRA adapter params stored in fp32)."""
+    vision_trains = spec.is_vlm and not cfg.model.freeze_vision_tower
+    lora = cfg.model.lora
+    if lora.enabled:
+        adapters = spec.lora_params(lora.r, lora.target_modules, include_vision=vision_trains)
+        return (spec.vision_params if vision_trains else 0), adapters
+    frozen = spec.vision_params if (spec.is_vlm and cfg.model.freeze_vision_tower) else 0
+    return spec.total_params - frozen, 0
+
+
+def layer_activation_bytes(spec: ModelSpec, cb: int, pb: int, attn: str, seq: int) -> float:
+    """Saved activations of one decoder layer per token (see module docstring), in bytes."""
+    h, q, kv = spec.hidden, spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
+    out = 2 * h * 4 + 2 * h * pb + (2 * h + 5 * q + 2 * kv + 4 * spec.intermediate) * cb
+    if attn == "eager":  # scores and probabilities materialised: heads x seq per token, fp32 softmax
+        out += 2 * spec.heads * seq * 4
+    return out
+
+
+def vision_block_activation_bytes(spec: ModelSpec, cb: int, pb: int) -> float:
+    """Saved activations of one vision block per patch (same accounting with MHA)."""
+    hv = spec.vision_hidden
+    return 2 * hv * 4 + 2 * hv * pb + (9 * hv + 4 * spec.vision_intermediate) * cb
+
+
+def lora_activation_bytes(spec: ModelSpec, cfg: Config, cb: int) -> float:
+    """Per token per decoder layer: LoRA's dropout copy of each targeted input plus the rank-r output."""
+    lora = cfg.model.lora
+    if not lora.enabled or spec.layers == 0:
+        return 0.0
+    targets = set(lora.target_modules)
+    per_model = sum((lin.in_features if lora.dropout > 0 else 0) + lora.r
+                    for lin in spec.linears if lin.name in targets and not lin.vision)
+    return per_model / spec.layers * cb
+
+
+def _vllm_utilization(cfg: Config) -> float | None:
+    if cfg.rollout.backend != "vllm":
+        return None
+    vllm = getattr(cfg.rollout, "vllm", None)
+    return float(getattr(vllm, "gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION))
+
+
+# ----------------------------------------------------------------------------- estimate
+
+
+def estimate(setup: Setup, spec: ModelSpec) -> Estimate:
+    """Per-GPU memory of one RL step of ``setup.cfg`` on ``spec`` (see module docstring)."""
+    cfg = setup.cfg
+    est = Estimate(setup, spec)
+    add = est.items.append
+    n = setup.gpus
+    shard = n if setup.sharded else 1
+    pb, cb = _BYTES[cfg.model.dtype], compute_bytes(cfg)
+    gc = cfg.model.gradient_checkpointing
+    sharded_note = f"/ {n} GPUs (FSDP2)" if shard > 1 else ("replicated on every GPU" if n > 1 else "")
+
+    full, adapters = trainable_params(spec, cfg)
+    add(Item("weights", "weights", "persistent", (spec.total_params * pb + adapters * 4) / shard,
+             f"{spec.total_params / 1e9:.2f}B params x {pb} B" + (f" + {adapters / 1e6:.1f}M LoRA fp32" if adapters else "")
+             + (f", {sharded_note}" if sharded_note else "")))
+    grad_bytes = full * pb + adapters * 4
+    add(Item("gradients", "gradients", "persistent", grad_bytes / shard,
+             f"{(full + adapters) / 1e9:.3f}B trainable params"))
+    add(Item("optimizer", "AdamW moments", "persistent", 2 * grad_bytes / shard,
+             "exp_avg + exp_avg_sq in the trainable params' dtype"))
+    if setup.strategy == "ddp" and n > 1:
+        add(Item("ddp_buckets", "DDP gradient buckets", "persistent", grad_bytes,
+                 "torch DDP keeps a flat copy of the gradients for all-reduce"))
+    if cfg.algo.kl_coef > 0 and not cfg.model.lora.enabled:
+        add(Item("reference", "KL reference model", "persistent", spec.total_params * pb / shard,
+                 "a second frozen copy (algo.kl_coef > 0 without LoRA)"))
+
+    # sequence geometry
+    img_max = image_tokens(spec, cfg.model.max_pixels)
+    prompt = setup.prompt_tokens or cfg.data.max_prompt_tokens
+    new = cfg.rollout.max_new_tokens
+    seq = prompt + new
+    prompts_local = math.ceil(cfg.rollout.prompts_per_step / n)
+    rows_local = prompts_local * cfg.rollout.group_size
+    mini = min(cfg.algo.mini_batch_size or rows_local, rows_local)
+    micro = min(cfg.trainer.micro_batch_size or mini, mini)
+    est.facts.update(prompt_tokens=prompt, new_tokens=new, image_tokens_min=image_tokens(spec, cfg.model.min_pixels),
+                     image_tokens_max=img_max, prompts_per_gpu=prompts_local, sequences_per_gpu=rows_local,
+                     micro_batch_rows=micro, compute_bytes=cb, param_bytes=pb)
+
+    # rollout phase
+    utilization = _vllm_utilization(cfg)
+    if utilization is not None:
+        reserve = utilization * setup.gpu_mem_gib * GIB
+        add(Item("vllm", "vLLM engine (weights + KV cache)", "persistent", reserve,
+                 f"rollout.vllm.gpu_memory_utilization={utilization:g} x {setup.gpu_mem_gib:g} GiB"))
+        need = spec.total_params * 2 + seq * spec.layers * 2 * spec.kv_heads * spec.head_dim * 2
+        est.facts["vllm_min_bytes"] = need
+    else:
+        kv = rows_local * seq * spec.layers * 2 * spec.kv_heads * spec.head_dim * cb
+        add(Item("kv_cache", "KV cache (generate)", "rollout", kv,
+                 f"{rows_local} sequences x {seq} tokens x {spec.layers} layers"))
+        prefill = rows_local * prompt * (3 * spec.intermediate + spec.hidden) * cb + rows_local * spec.vocab * 4 * 2
+        add(Item("prefill", "prefill transient", "rollout", prefill,
+                 f"largest MLP intermediate over {rows_local} x {prompt} prompt tokens"))
+        if shard > 1:
+            add(Item("unsharded_rollout", "unsharded params for generate", "rollout", spec.total_params * cb,
+                     "FSDP2 keeps the parameters gathered for the whole generate call"))
+
+    # training phase
+    per_layer = layer_activation_bytes(spec, cb, pb, cfg.model.attn_implementation, seq)
+    per_layer += lora_activation_bytes(spec, cfg, cb)
+    tokens = micro * seq
+    if gc:
+        act = tokens * (spec.layers * spec.hidden * pb + per_layer)
+        act_note = f"{micro} rows x {seq} tokens: layer inputs + one recomputed layer (checkpointing on)"
+    else:
+        act = tokens * spec.layers * per_layer
+        act_note = f"{micro} rows x {seq} tokens x {spec.layers} layers (checkpointing off)"
+    act += tokens * spec.hidden * (pb + 4 + cb)  # embeddings and the final norm
+    add(Item("activations", "activations", "training", act, act_note))
+    if spec.is_vlm and not cfg.model.freeze_vision_tower:
+        patches = micro * img_max * spec.merge_size**2
+        depth = 1 if gc else spec.vision_depth
+        add(Item("vision_activations", "vision tower activations", "training",
+                 patches * depth * vision_block_activation_bytes(spec, cb, pb)
+                 + (patches * spec.vision_depth * spec.vision_hidden * pb if gc else 0),
+                 f"trainable tower: {micro} rows x {img_max} image tokens"))
+    logits_per = cb + 4 + (4 if cfg.rollout.temperature != 1.0 else 0) + 8
+    add(Item("logits", "response logits", "training", micro * new * spec.vocab * logits_per,
+             f"{micro} x {new} x {spec.vocab} vocab: output, fp32 copy, softmax/backward buffers"))
+    if shard > 1:
+        largest = max(spec.layer_params, spec.vision_block_params)
+        add(Item("fsdp_buffers", "FSDP2 gathered units", "training", (spec.root_params + 3 * largest) * cb,
+                 "root unit (embeddings, lm_head) + current and prefetched layer + its unsharded grads"))
+    return est
+
+
+# ----------------------------------------------------------------------------- suggestions
+
+
+Change = tuple[str, Callable[[Setup], Setup | None]]
+
+
+def _with(setup: Setup, overrides: dict[str, Any] | None = None, **fields: Any) -> Setup:
+    new = dataclasses.replace(setup, **fields)
+    if overrides:
+        new.cfg = copy.deepcopy(setup.cfg)
+        for dotted, value in overrides.items():
+            section, *rest = dotted.split(".")
+            obj = getattr(new.cfg, section)
+            for part in rest[:-1]:
+                obj = getattr(obj, part)
+            setattr(obj, rest[-1], value)
+    return new
+
+
+def _changes(setup: Setup) -> list[Change]:
+    cfg = setup.cfg
+    out: list[Change] = []
+    if not cfg.model.gradient_checkpointing:
+        out.append(("model.gradient_checkpointing=true",
+                    lambda s: _with(s, {"model.gradient_checkpointing": True})))
+    if setup.gpus > 1 and setup.strategy != "fsdp2":
+        out.append((f"trainer.strategy=fsdp2 (on the {setup.gpus} GPUs)", lambda s: _with(s, strategy="fsdp2")))
+    micro = cfg.trainer.micro_batch_size
+    for size in (8, 4, 2, 1):
+        if micro == 0 or size < micro:
+            out.append((f"trainer.micro_batch_size={size}",
+                        lambda s, v=size: _with(s, {"trainer.micro_batch_size": v})))
+    for gpus in (2, 4, 8, 16, 32, 64):
+        if gpus > setup.gpus:
+            out.append((f"trainer.strategy=fsdp2 on {gpus} GPUs", lambda s, g=gpus: _with(s, strategy="fsdp2", gpus=g)))
+    if not cfg.model.lora.enabled:
+        out.append(("model.lora.enabled=true (LoRA; raise trainer.lr to ~1e-5)",
+                    lambda s: _with(s, {"model.lora.enabled": True})))
+    return out
+
+
+def suggest(setup: Setup, spec: ModelSpec) -> tuple[list[str], Estimate] | None:
+    """The least invasive change (or cumulative changes) after which the run fits; None if none does.
+
+    Single changes are tried in order of invasiveness (checkpointing, sharding over the given GPUs,
+    smaller micro-batches, more GPUs with FSDP2, LoRA); failing those, they are applied cumulatively.
+    """
+    for label, change in _changes(setup):
+        trial = change(setup)
+        if trial is not None and (est := estimate(trial, spec)).fits:
+            return [label], est
+    applied: list[str] = []
+    current = setup
+    for label, change in _changes(setup):
+        if label.startswith("trainer.micro_batch_size") and any(a.startswith("trainer.micro_batch_size")
+                                                               for a in applied):
+            applied = [a for a in applied if not a.startswith("trainer.micro_batch_size")]
+        if label.startswith("trainer.strategy=fsdp2 on"):
+            applied = [a for a in applied if not a.startswith("trainer.strategy")]
+        current = change(current) or current
+        applied.append(label)
+        if (est := estimate(current, spec)).fits:
+            return applied, est
+    return None
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _gib(value: float) -> str:
+    return f"{value / GIB:8.2f}"
+
+
+def render_table(est: Estimate) -> str:
+    """A plain-text table of the estimate (GiB per GPU)."""
+    spec, setup, f = est.spec, est.setup, est.facts
+    lines = [f"model     {spec.name}: {spec.total_params / 1e9:.2f}B params"
+             + (f" ({spec.vision_params / 1e9:.2f}B vision tower)" if spec.is_vlm else "")
+             + (f", published {spec.published_params}B" if spec.published_params else ""),
+             f"source    {spec.source}",
+             f"setup     {setup.describe()}, {setup.gpu_mem_gib:g} GiB per GPU, "
+             f"{'LoRA r=' + str(setup.cfg.model.lora.r) if setup.cfg.model.lora.enabled else 'full-parameter'}, "
+             f"gradient checkpointing {'on' if setup.cfg.model.gradient_checkpointing else 'off'}",
+             f"batch     {f['prompts_per_gpu']} prompts x {setup.cfg.rollout.group_size} samples per GPU, micro-batch "
+             f"{f['micro_batch_rows']} rows of {f['prompt_tokens']} prompt + {f['new_tokens']} new tokens"
+             + (f"; {f['image_tokens_min']}-{f['image_tokens_max']} tokens per image (model.min/max_pixels)"
+                if spec.is_vlm else ""),
+             "",
+             f"{'item':34s} {'phase':10s} {'GiB/GPU':>8s}  note"]
+    for item in est.items:
+        lines.append(f"{item.label:34s} {item.phase:10s} {_gib(item.bytes)}  {item.note}")
+    lines.append(f"{'runtime overhead':34s} {'always':10s} {_gib(est.overhead)}  CUDA context, library workspaces")
+    lines.append(f"{'peak while generating':34s} {'':10s} {_gib(est.phase('persistent') + est.phase('rollout') + est.overhead)}")
+    lines.append(f"{'peak while training':34s} {'':10s} {_gib(est.phase('persistent') + est.phase('training') + est.overhead)}")
+    return "\n".join(lines)
+
+
+def verdict(est: Estimate, suggestion: tuple[list[str], Estimate] | None) -> str:
+    """One line: fits or not, and the change that makes it fit."""
+    mem = est.setup.gpu_mem_gib
+    head = f"peak {est.peak / GIB:.1f} GiB of {mem:g} GiB per GPU ({est.setup.describe()})"
+    if est.fits:
+        return f"FITS: {head}"
+    if suggestion is None:
+        return f"DOES NOT FIT: {head}; no single setting here makes it fit: use a smaller model or GPUs with more memory"
+    changes, fixed = suggestion
+    return (f"DOES NOT FIT: {head}. Fits with {' + '.join(changes)}: "
+            f"peak {fixed.peak / GIB:.1f} GiB per GPU")
+
+
+def to_json(est: Estimate, suggestion: tuple[list[str], Estimate] | None) -> dict[str, Any]:
+    """Machine-readable form of the estimate (bytes and GiB per GPU)."""
+    spec, setup = est.spec, est.setup
+    return {
+        "model": spec.name, "source": spec.source, "params": spec.total_params, "vision_params": spec.vision_params,
+        "published_params_billion": spec.published_params, "gpus": setup.gpus, "gpu_mem_gib": setup.gpu_mem_gib,
+        "strategy": setup.strategy, "lora": setup.cfg.model.lora.enabled,
+        "gradient_checkpointing": setup.cfg.model.gradient_checkpointing, **est.facts,
+        "items": {i.key: {"phase": i.phase, "bytes": int(i.bytes), "gib": round(i.bytes / GIB, 3), "note": i.note}
+                  for i in est.items},
+        "overhead_gib": setup.overhead_gib,
+        "peak_rollout_gib": round((est.phase("persistent") + est.phase("rollout") + est.overhead) / GIB, 3),
+        "peak_training_gib": round((est.phase("persistent") + est.phase("training") + est.overhead) / GIB, 3),
+        "peak_gib": round(est.peak / GIB, 3), "budget_gib": round(est.budget / GIB, 3), "fits": est.fits,
+        "suggestion": None if suggestion is None else
+        {"changes": suggestion[0], "peak_gib": round(suggestion[1].peak / GIB, 3)},
+        "verdict": verdict(est, suggestion),
+    }
+
+
+def plan(cfg: Config, gpus: int = 1, gpu_mem_gib: float = 80.0, prompt_tokens: int | None = None,
+         overhead_gib: float = DEFAULT_OVERHEAD_GIB) -> tuple[Estimate, tuple[list[str], Estimate] | None]:
+    """Estimate ``cfg`` under its ``trainer.strategy`` (ddp when the key is absent) and find a fix."""
+    from mhpo_vl.models.sizes import model_spec
+
+    spec = model_spec(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    setup = Setup(cfg, gpus=gpus, gpu_mem_gib=gpu_mem_gib, strategy=str(getattr(cfg.trainer, "strategy", "ddp")),
+                  prompt_tokens=prompt_tokens, overhead_gib=overhead_gib)
+    est = estimate(setup, spec)
+    return est, (None if est.fits else suggest(setup, spec))
