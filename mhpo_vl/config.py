@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -169,19 +170,41 @@ class AlgoConfig:
 
 @dataclass
 class RewardConfig:
-    """Weighted verifier components, by registry name or ``path/file.py:function``."""
+    """Weighted verifier components, by registry name or ``path/file.py:function``, and their limits.
+
+    Per-component settings are keyed by the component's name exactly as in ``components``.
+    """
 
     components: dict[str, float] = field(default_factory=lambda: {"accuracy": 0.9, "format_reward": 0.1})
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    num_workers: int = 0
-    timeout_s: float = 1.0
+    num_workers: int = 0  # parallel reward calls (and worker processes per per-sample user reward); 0 = auto
+    timeout_s: float = 1.0  # math-verify's limit per comparison inside the built-in verifiers
+    # seconds one call may take, per component (a batched call counts as one); default 10 s for
+    # user functions, a 60 s hang guard for built-ins
+    timeouts: dict[str, float] = field(default_factory=dict)
+    # where calls run: thread | process, for all components or {name: ...}; default process for
+    # user functions, thread for built-ins
+    isolation: Optional[Union[Literal["thread", "process"], dict[str, Literal["thread", "process"]]]] = None
+    # the score of a call that timed out, raised or returned a non-finite/non-number: one value or {name: value}
+    on_error: Union[float, dict[str, float]] = 0.0
+    batched: list[str] = field(default_factory=list)  # components called once per batch with lists
 
     def validate(self, path: str) -> None:
         _check(len(self.components) > 0, f"{path}.components", "must name at least one reward")
         _check(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0 (0 = one per core)")
         _check(self.timeout_s > 0, f"{path}.timeout_s", "must be > 0")
-        for name in self.options:
-            _check(name in self.components, f"{path}.options.{name}", "has options but is not a component")
+        names = list(self.components)
+        keyed = {"options": self.options, "timeouts": self.timeouts, "batched": dict.fromkeys(self.batched),
+                 "isolation": self.isolation if isinstance(self.isolation, dict) else {},
+                 "on_error": self.on_error if isinstance(self.on_error, dict) else {}}
+        for kind, mapping in keyed.items():
+            for name in mapping:
+                _check(name in self.components, f"{path}.{kind}.{name}",
+                       "is not a component" + _suggest(name, names, "").replace("valid keys", "components"))
+        for name, seconds in self.timeouts.items():
+            _check(seconds > 0, f"{path}.timeouts.{name}", "must be > 0 seconds")
+        values = self.on_error.values() if isinstance(self.on_error, dict) else [self.on_error]
+        _check(all(math.isfinite(v) for v in values), f"{path}.on_error", "must be a finite number")
 
 
 @dataclass
@@ -207,6 +230,9 @@ class TrainerConfig:
     eval_limit: int = 0
     resume: str = ""
     max_consecutive_bad_steps: int = 5
+    # stop when more than this fraction of a step's samples had a reward call time out or fail
+    # (summed over processes); 1.0 = never stop
+    max_reward_error_frac: float = 0.5
 
     def validate(self, path: str) -> None:
         _check(self.max_steps >= 1, f"{path}.max_steps", "must be >= 1")
@@ -222,6 +248,7 @@ class TrainerConfig:
         _check(self.eval_every >= 0, f"{path}.eval_every", "must be >= 0 (0 = off)")
         _check(self.eval_limit >= 0, f"{path}.eval_limit", "must be >= 0 (0 = all)")
         _check(self.max_consecutive_bad_steps >= 1, f"{path}.max_consecutive_bad_steps", "must be >= 1")
+        _check(0 <= self.max_reward_error_frac <= 1, f"{path}.max_reward_error_frac", "must be in [0, 1]")
 
 
 @dataclass

@@ -31,11 +31,16 @@ class PlotSpec:
     prefix: str = ""
     exclude: tuple[str, ...] = ()
     panels: bool = False  # one sub-plot per key (for series on different scales)
+    suffixes: tuple[str, ...] = ()  # prefix-matched keys must end with one of these (when given)
+    exclude_suffixes: tuple[str, ...] = ()
 
 
+_REWARD_FAULTS = ("/timeouts", "/errors", "/failed_frac")
 PLOTS: tuple[PlotSpec, ...] = (
     PlotSpec("reward.png", "Reward (mean, band ± std, and components)", "reward",
-             keys=("reward/mean",), prefix="reward/", exclude=("reward/std",)),
+             keys=("reward/mean",), prefix="reward/", exclude=("reward/std",), exclude_suffixes=_REWARD_FAULTS),
+    PlotSpec("reward_faults.png", "Reward calls that timed out or failed (samples per step)", "", panels=True,
+             prefix="reward/", suffixes=_REWARD_FAULTS),
     PlotSpec("accuracy.png", "Accuracy", "accuracy", keys=("accuracy", "eval/accuracy")),
     PlotSpec("response_length.png", "Response length", "tokens",
              keys=("response_length/mean", "response_length/max")),
@@ -81,10 +86,16 @@ def smooth(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
+def _matches(spec: PlotSpec, key: str) -> bool:
+    if not key.startswith(spec.prefix) or key.endswith(spec.exclude_suffixes):
+        return False
+    return not spec.suffixes or key.endswith(spec.suffixes)
+
+
 def _keys(spec: PlotSpec, metrics: Sequence[Mapping[str, Any]]) -> list[str]:
     keys = list(spec.keys)
     if spec.prefix:
-        found = sorted({k for r in metrics for k in r if k.startswith(spec.prefix)})
+        found = sorted({k for r in metrics for k in r if _matches(spec, k)})
         keys += [k for k in found if k not in keys]
     return [k for k in keys if k not in spec.exclude]
 

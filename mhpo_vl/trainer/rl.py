@@ -22,7 +22,7 @@ from mhpo_vl.data import PromptCollator
 from mhpo_vl.errors import UserError
 from mhpo_vl.models import is_vision_param, load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
-from mhpo_vl.rewards import combine
+from mhpo_vl.rewards import combine, reward_from_config
 from mhpo_vl.rollout import (
     HFRolloutBackend,
     SamplingParams,
@@ -42,6 +42,7 @@ from mhpo_vl.trainer.metrics import (
     summarize_run,
 )
 from mhpo_vl.trainer.plots import plot_metrics
+from mhpo_vl.trainer.reward_faults import RewardFaults
 from mhpo_vl.trainer.setup import (
     ensure_dir,
     load_eval_records,
@@ -101,9 +102,10 @@ class RLTrainer:
                                    cfg.trainer.max_steps, cfg.trainer.min_lr_ratio)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.ref_model = self._reference_model() if cfg.algo.kl_coef > 0 else None
-        self.reward = combine(cfg.reward.components, cfg.reward.options, workers=cfg.reward.num_workers or None)
+        self.reward = reward_from_config(cfg.reward)
+        self.reward_faults = RewardFaults(self.reward.names)
         self.accuracy = (None if "accuracy" in cfg.reward.components else combine({"accuracy": 1.0}))
-        self.reward.warm_up()  # start the math-verify workers now, not inside the first step's timing
+        self.reward.warm_up()  # start the verifier and reward workers now, not inside the first step's timing
         self.backend = HFRolloutBackend(self.processor)
         self.sampler = PromptSampler(len(self.dataset), cfg.trainer.seed, cfg.data.shuffle,
                                      self.accelerator.process_index, self.accelerator.num_processes)
@@ -143,9 +145,10 @@ class RLTrainer:
         for i in range(len(rollout)):
             record = rollout.records[i // g]
             references.append(record["answer"])
-            extra = {k: record[k] for k in ("answer_type", "choices") if record.get(k) is not None}
+            extra = {k: record[k] for k in ("id", "prompt", "answer_type", "choices") if record.get(k) is not None}
             fields.append({**extra, "response_length": lengths[i]})
         scores = self.reward(rollout.texts, references, fields)
+        self.reward_faults.add(scores)
         if self.accuracy is None:
             accuracy = scores.components["accuracy"]
         else:
@@ -224,6 +227,7 @@ class RLTrainer:
         cfg = self.cfg
         t_start = time.perf_counter()
         rollout, rewards, components, accuracy, timing = self._collect()
+        timing.update(self.reward_faults.settle(self.accelerator, cfg.trainer.max_reward_error_frac, self.step + 1))
         advantages, adv_stats = compute_advantages(rewards, rollout.group_size, cfg.algo.advantage,
                                                    std_normalize=cfg.algo.std_normalize)
         device = self.accelerator.device

@@ -132,9 +132,11 @@ def test_accuracy_accepts_options_of_any_verifier():
     assert reward(["<final>105</final>"], ["100"], [{"answer_type": "numeric"}]).total == [1.0]
 
 
-def test_component_errors_name_the_component():
-    reward = combine({"length_penalty": 1.0})  # no max_length anywhere
-    with pytest.raises(RuntimeError, match="length_penalty"):
-        reward(["x"], [None], [{"response_length": 3}])
+def test_component_errors_score_on_error_and_name_the_component(caplog):
+    reward = combine({"length_penalty": 1.0}, on_error=-0.5)  # no max_length anywhere
+    with caplog.at_level("WARNING", logger="mhpo_vl.rewards"):
+        scores = reward(["x"], [None], [{"response_length": 3, "id": "q1"}])
+    assert scores.total == [-0.5] and scores.errors_by == {"length_penalty": 1}
+    assert "'length_penalty' failed on record 'q1'" in caplog.text and "max_length" in caplog.text
     with pytest.raises(ValueError, match="2 completions"):
         reward(["x", "y"], [None], None)
