@@ -2,13 +2,17 @@
 
 Scores a batch of mixed completions (math, choice, numeric, bbox; right, wrong and adversarial)
 with ``combine`` and prints completions/s, timeouts and the slowest single calls from threads.
+``--user`` instead measures what a user reward in worker processes costs outside the trainer: the
+first call on a cold pool, the warm-up the trainer does before step 1, and a warm call.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 from mhpo_vl.rewards import combine, math_accuracy, pool_stats
@@ -35,11 +39,42 @@ def batch(n: int) -> tuple[list[str], list[str], list[dict]]:
     )
 
 
+def user_reward_startup() -> dict:
+    """Seconds for a trivial ``file.py:fn`` reward in process isolation: cold call, warm-up, warm call."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench_user_reward.py"
+        path.write_text("def short(completion, reference):\n    return float(len(completion) < 10)\n")
+        name = f"{path}:short"
+        out = {}
+        cold = combine({name: 1.0}, workers=1)
+        start = time.perf_counter()
+        cold(["a"], [""])
+        out["first_call_cold_pool_s"] = time.perf_counter() - start
+        cold.close()
+        warm = combine({name: 1.0}, workers=4)
+        start = time.perf_counter()
+        for comp in warm.components:
+            comp.pool.warm_up()
+        out["warm_up_4_workers_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        warm(["a"], [""])
+        out["first_call_after_warm_up_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        warm(["a"] * 64, [""] * 64)
+        out["batch_of_64_s"] = time.perf_counter() - start
+        warm.close()
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=512, help="completions per batch")
     parser.add_argument("--threads", type=int, default=8, help="threads for the single-call latency test")
+    parser.add_argument("--user", action="store_true", help="measure a user reward's worker start-up instead")
     args = parser.parse_args()
+    if args.user:
+        print(json.dumps(user_reward_startup(), indent=2))
+        return
     reward = combine({"accuracy": 0.9, "format_reward": 0.1})
     start = time.perf_counter()
     get_pool().warm_up()
