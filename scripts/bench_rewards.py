@@ -12,8 +12,8 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from mhpo_vl.rewards import combine, math_accuracy, pool_stats
 from mhpo_vl.rewards.pool import get_pool

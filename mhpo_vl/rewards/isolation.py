@@ -58,7 +58,10 @@ class ThreadRunner:
 
     A call still running at its limit is abandoned (its result, if it ever comes, is dropped) and a
     fresh thread replaces the one it holds, so a stuck call never blocks later ones or the exit.
+    Threads start with the first call and end after ``idle_s`` seconds without work.
     """
+
+    idle_s = 30.0
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
@@ -73,7 +76,14 @@ class ThreadRunner:
 
     def _loop(self) -> None:
         while True:
-            task: _Task = self._queue.get()
+            try:
+                task: _Task = self._queue.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._cond:  # run() enqueues under this lock: no task can slip in unseen
+                    if self._queue.empty():
+                        self._threads -= 1
+                        return
+                continue
             with self._cond:
                 task.started = time.monotonic()
                 self._cond.notify_all()
@@ -90,12 +100,12 @@ class ThreadRunner:
     def run(self, jobs: list[tuple[Callable[[], Any], float]]) -> list[Any]:
         """Run ``(fn, limit_seconds)`` jobs; each result is fn's return value, the exception it raised,
         or None when it did not finish within its limit."""
+        tasks = [_Task(fn, limit) for fn, limit in jobs]
         with self._cond:
             while self._threads < self.size:
                 self._spawn()
-        tasks = [_Task(fn, limit) for fn, limit in jobs]
-        for task in tasks:
-            self._queue.put(task)
+            for task in tasks:
+                self._queue.put(task)
         results = []
         for task in tasks:  # FIFO: when we reach a task, every earlier one is done or abandoned
             with self._cond:
@@ -105,8 +115,9 @@ class ThreadRunner:
             finished = task.done.wait(max(0.0, started + task.limit - time.monotonic()))
             with self._cond:
                 if not finished and not task.done.is_set():
-                    task.abandoned = True
+                    task.abandoned = True  # its thread no longer counts; a fresh one takes its place
                     self.abandoned += 1
+                    self._threads -= 1
                     self._spawn()
                     results.append(None)
                     continue

@@ -235,3 +235,15 @@ def test_thread_runner_replaces_a_stuck_thread():
     assert results == [None, 7] and runner.abandoned == 1
     release.set()
     assert runner.run([(lambda: 8, 5.0)]) == [8]
+    assert runner._threads == 1  # the stuck thread left the count when it was replaced
+
+
+def test_idle_runner_threads_end_and_restart():
+    runner = ThreadRunner(2)
+    runner.idle_s = 0.05
+    assert runner.run([(lambda: 1, 5.0)]) == [1]
+    deadline = time.monotonic() + HANG_GUARD_S
+    while runner._threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner._threads == 0
+    assert runner.run([(lambda: 2, 5.0), (lambda: 3, 5.0)]) == [2, 3]
