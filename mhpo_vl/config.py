@@ -178,7 +178,7 @@ class RewardConfig:
     components: dict[str, float] = field(default_factory=lambda: {"accuracy": 0.9, "format_reward": 0.1})
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_workers: int = 0  # parallel reward calls (and worker processes per per-sample user reward); 0 = auto
-    timeout_s: float = 1.0  # math-verify's limit per comparison inside the built-in verifiers
+    timeout_s: float = 1.0
     # seconds one call may take, per component (a batched call counts as one); default 10 s for
     # user functions, a 60 s hang guard for built-ins
     timeouts: dict[str, float] = field(default_factory=dict)

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ConfigError, UserError
 from .isolation import HANG_GUARD_S, Failure, FunctionPool, ThreadRunner, call_in_process, call_in_thread
-from .pool import WorkerStartError, configure_pool, get_pool, pool_stats
+from .pool import WorkerStartError, get_pool, pool_stats
 from .registry import _BY_TYPE, REWARDS, _did_you_mean, accuracy, resolve_reward
 from .userfn import first_line, run_warm_up, signature_fields, spec_of
 
@@ -323,8 +323,6 @@ def combine(
 
 def reward_from_config(cfg: Any, base_dir: str | Path | None = None) -> CombinedReward:
     """The trainer's reward from a ``RewardConfig`` (``reward:`` section of a recipe)."""
-    if get_pool().timeout != cfg.timeout_s:
-        configure_pool(timeout=cfg.timeout_s)  # math-verify's limit per comparison
     return CombinedReward(cfg.components, cfg.options, base_dir=base_dir, workers=cfg.num_workers or None,
                           timeouts=cfg.timeouts, isolation=cfg.isolation, on_error=cfg.on_error,
                           batched=cfg.batched)
