@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UserError
-from .isolation import HANG_GUARD_S, Failure, FunctionPool, ThreadRunner, call_in_process, call_in_thread
+from .isolation import Failure, FunctionPool, ThreadRunner, call_in_process, call_in_thread
 from .pool import WorkerStartError, get_pool, pool_stats
 from .registry import _BY_TYPE, REWARDS, _did_you_mean, accuracy, resolve_reward
 from .userfn import first_line, run_warm_up, signature_fields, spec_of
@@ -98,9 +98,10 @@ class _Component:
 
     def job(self, args: tuple, kwargs: dict, n: int) -> tuple[Callable[[], list], float]:
         """A (call, runner limit) pair for :meth:`ThreadRunner.run`."""
-        if self.pool is not None:
+        if self.pool is not None:  # the pool enforces the limit; the runner's is a guard that also
+            # covers waiting for a replacement worker to start
             return (lambda: call_in_process(self.pool, args, kwargs, self.batched, n, self.timeout),
-                    self.timeout + HANG_GUARD_S)
+                    self.timeout + self.pool.startup_timeout + 10.0)
         return (lambda: call_in_thread(self.fn, args, kwargs, self.batched, n)), self.timeout
 
 
@@ -269,7 +270,8 @@ class CombinedReward:
         failed = [False] * n
         for (comp, index), result, (_, limit) in zip(slots, self._runner.run(jobs), jobs):
             if result is None:
-                result = [Failure("timeout", f"no result within {limit:g} s (thread left running)")] * len(index)
+                left = "waited for a worker" if comp.pool is not None else "thread left running"
+                result = [Failure("timeout", f"no result within {limit:g} s ({left})")] * len(index)
             elif isinstance(result, BaseException):
                 result = [Failure("error", first_line(result))] * len(index)
             for i, value in zip(index, result):

@@ -25,10 +25,7 @@ from typing import Any
 from .pool import STARTUP_TIMEOUT, WorkerPool, WorkerStartError
 from .userfn import first_line, to_scores
 
-__all__ = ["Failure", "ThreadRunner", "FunctionPool", "call_in_thread", "call_in_process", "HANG_GUARD_S"]
-
-#: Extra seconds a runner thread waits for a process call beyond its own limit (the pool enforces it).
-HANG_GUARD_S = STARTUP_TIMEOUT + 10.0
+__all__ = ["Failure", "ThreadRunner", "FunctionPool", "call_in_thread", "call_in_process"]
 
 
 @dataclass(frozen=True)

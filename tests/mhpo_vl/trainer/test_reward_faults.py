@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from mhpo_vl.rewards import BatchScores
 from mhpo_vl.trainer.metrics import read_metrics
 from mhpo_vl.trainer.reward_faults import RewardFaults
 from mhpo_vl.trainer.rl import run_training
+from tests.mhpo_vl.trainer.distributed import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -87,9 +89,9 @@ for limit in (0.4, 0.6):
                            timeouts_by={"a": failed}, errors_by={"a": 0}))
     try:
         metrics = faults.settle(acc, limit, step=1)
-        print(f"RESULT rank={acc.process_index} limit={limit} go timeouts={metrics['reward/a/timeouts']:g}")
+        print(f"RESULT rank={acc.process_index} limit={limit} go timeouts={metrics['reward/a/timeouts']:g}", flush=True)
     except UserError:
-        print(f"RESULT rank={acc.process_index} limit={limit} stop")
+        print(f"RESULT rank={acc.process_index} limit={limit} stop", flush=True)
 '''
 
 
@@ -98,13 +100,13 @@ def test_every_rank_takes_the_same_stop_decision(tmp_path):
     script = tmp_path / "agree.py"
     script.write_text(AGREEMENT)
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), str(script)]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    lines = sorted(re.findall(r"RESULT rank=\d limit=[\d.]+ (?:stop|go timeouts=\d+)", proc.stdout))
     assert lines == ["RESULT rank=0 limit=0.4 stop", "RESULT rank=0 limit=0.6 go timeouts=4",
-                     "RESULT rank=1 limit=0.4 stop", "RESULT rank=1 limit=0.6 go timeouts=4"]
+                     "RESULT rank=1 limit=0.4 stop", "RESULT rank=1 limit=0.6 go timeouts=4"], proc.stdout
 
 
 @pytest.fixture(scope="module")
