@@ -192,8 +192,11 @@ def lettered(choices: list[str]) -> str:
     return "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
 
-def row_to_record(spec: BenchmarkSpec, row: dict, index: int, base_dirs: list[Path]) -> dict:
-    """Map one published row to a prepared record (raises ValueError on a row it cannot use)."""
+def row_to_record(spec: BenchmarkSpec, row: dict, index: int, base_dirs: list[Path], *,
+                  with_images: bool = True) -> dict:
+    """Map one published row to a prepared record (raises ValueError on a row it cannot use).
+
+    ``with_images=False`` leaves ``images`` empty (scoring needs none, so image files may be absent)."""
     f = spec.fields
     ids = candidates(f.id)
     record_id = get_field(row, ids, None) if ids else None
@@ -202,7 +205,8 @@ def row_to_record(spec: BenchmarkSpec, row: dict, index: int, base_dirs: list[Pa
         "id": str(index) if record_id is None else answer_to_str(record_id),
         "prompt": str(prompt),
         "answer": answer_to_str(get_field(row, candidates(f.answer))),
-        "images": normalize_images(get_field(row, candidates(f.images), None), base_dirs) if f.images else [],
+        "images": (normalize_images(get_field(row, candidates(f.images), None), base_dirs)
+                   if f.images and with_images else []),
         "source": spec.name,
         "split": spec.hub.split if spec.hub else "test",
         "meta": {},
@@ -256,7 +260,8 @@ def _rows(spec: BenchmarkSpec, data_path: Optional[Path]) -> Iterator[tuple[dict
 
 
 def load_records(
-    spec: BenchmarkSpec, *, data_dir: str | Path | None = None, limit: int | None = None
+    spec: BenchmarkSpec, *, data_dir: str | Path | None = None, limit: int | None = None,
+    with_images: bool = True,
 ) -> list[dict]:
     """The benchmark's records in file order (first ``limit`` when given).
 
@@ -270,7 +275,7 @@ def load_records(
         if limit is not None and index >= limit:
             break
         try:
-            record = row_to_record(spec, row, index, base_dirs)
+            record = row_to_record(spec, row, index, base_dirs, with_images=with_images)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{where}: {spec.name}: {exc}") from None
         if record["id"] in seen:

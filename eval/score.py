@@ -100,7 +100,7 @@ def score_file(spec: BenchmarkSpec, *, data: Optional[str], responses: Path, out
     and returns the benchmark's metrics."""
     model_name = model_name or existing_model(output) or responses.stem
     samples = read_responses(responses, spec.name)  # a bad responses file fails before any data loads
-    records = {r["id"]: r for r in load_records(spec, data_dir=data)}
+    records = {r["id"]: r for r in load_records(spec, data_dir=data, with_images=False)}  # scoring reads no image
     resolve_ids(samples, records, spec.name, responses)
     _renumber(samples)
     missing = len(set(records) - {s["id"] for s in samples})

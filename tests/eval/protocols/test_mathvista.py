@@ -66,3 +66,18 @@ def test_score_mathvista_row_by_row(tmp_path):
     assert set(m["subsets"]) >= {"question_type", "metadata.task", "answer_type"}
     assert m["subsets"]["metadata.task"]["textbook question answering"]["n"] == 1
     assert m["skills"]["algebraic reasoning"]["n_samples"] == len(ROWS)  # every fixture row has this skill
+
+
+def test_score_the_published_json_without_images(tmp_path):
+    from tests.eval.fixtures import MATHVISTA_ROWS
+
+    folder = tmp_path / "data" / "mathvista"
+    folder.mkdir(parents=True)  # testmini.json keyed by pid, image paths only (images.zip not extracted)
+    annot = {r["pid"]: {k: v for k, v in r.items() if k != "decoded_image"} for r in MATHVISTA_ROWS}
+    (folder / "testmini.json").write_text(json.dumps(annot))
+    responses = write_jsonl(tmp_path / "r.jsonl", [{"id": "5", "response": "<answer>70</answer>"},
+                                                   {"id": "6", "response": "<answer>9,335</answer>"}])
+    assert main(["score", "--benchmark", "mathvista", "--data", str(tmp_path / "data"), "--responses",
+                 str(responses), "--output", str(tmp_path / "out")]) == 0
+    m = json.loads((tmp_path / "out" / "results.json").read_text())["benchmarks"]["mathvista"]
+    assert m["accuracy"] == 0.5 and m["accuracy_strict"] == 0.5  # 70 -> 70° official only; 9,335 strict only

@@ -9,7 +9,7 @@ import pytest
 
 from eval.__main__ import main
 from eval.protocols.wemath import classify, four_dimensional, read_letter
-from tests.eval.fixtures import write_jsonl, write_wemath
+from tests.eval.fixtures import WEMATH_ROWS, write_jsonl, write_wemath
 
 # One response per row (ids ID/key). Per problem: sub-problem verdicts -> composite verdict -> category.
 RESPONSES = {
@@ -44,6 +44,7 @@ RESPONSES = {
     ("answer: b", None),
     ("Answer: F", "F"),
     ("Answer: I", None),
+    ("x\nAnswer: (C)", None),      # '(' is not stripped: no letter
 ])
 def test_official_answer_rule(response, letter):
     assert read_letter(response) == letter
@@ -62,8 +63,16 @@ def test_categories_follow_the_definitions():
     assert empty["IK"] is None and empty["score_strict"] is None
 
 
-def test_score_wemath_four_dimensional_metrics(tmp_path):
-    write_wemath(tmp_path / "data")
+def _published_json(root):
+    """testmini.json as on GitHub: a list of rows whose image_path is a path (images not extracted)."""
+    rows = [{**r, "image_path": r["image_path"]["path"]} for r in WEMATH_ROWS]
+    (root / "wemath").mkdir(parents=True)
+    (root / "wemath" / "testmini.json").write_text(json.dumps(rows))
+
+
+@pytest.mark.parametrize("layout", ["parquet", "json"])
+def test_score_wemath_four_dimensional_metrics(tmp_path, layout):
+    write_wemath(tmp_path / "data") if layout == "parquet" else _published_json(tmp_path / "data")
     responses = write_jsonl(tmp_path / "r.jsonl", [{"id": k, "response": v} for k, v in RESPONSES.items()])
     assert main(["score", "--benchmark", "wemath", "--data", str(tmp_path / "data"), "--responses",
                  str(responses), "--output", str(tmp_path / "out")]) == 0
