@@ -19,7 +19,8 @@ sub-problem verdicts s_i and the composite verdict m, per problem:
 Rates: IK, IG, CM over the number of problems N; RM over CM + RM. Scores:
 ``(N - 0.5 IG - RM - IK) / N`` with the strict or loose RM count. The official script fixes N = 525
 (the testmini problem count); we use the number of complete problems scored, which is 525 on the full
-testmini. A problem missing a row or a response is left out (``n_incomplete``).
+testmini, and also report the fixed-525 values (``four_dimensional_fixed_525``) when that number differs.
+A problem missing a row or a response is left out (``n_incomplete``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from eval.protocols.base import Protocol, Verdict, protocol_meta
 _DROP = re.compile(r"[<>:.]")
 _FAMILY = re.compile(r"^(\d+)steps_(\d+|multi)$")
 COUNT_KEYS = ("IK", "IG", "CM_strict", "CM_loose", "RM_strict", "RM_loose")
+TESTMINI_PROBLEMS = 525  # the fixed denominator of the official script
 
 
 def read_letter(response: str) -> Optional[str]:
@@ -68,18 +70,22 @@ def _ratio(num: float, den: float) -> Optional[float]:
     return num / den if den else None
 
 
+def rates_and_scores(counts: dict[str, float], n: float) -> dict[str, Optional[float]]:
+    """The official rates and scores from category counts, with ``n`` problems as the denominator."""
+    out: dict[str, Optional[float]] = {key: _ratio(counts[key], n) for key in ("IK", "IG", "CM_strict", "CM_loose")}
+    for mode in ("strict", "loose"):
+        out[f"RM_{mode}"] = _ratio(counts[f"RM_{mode}"], counts[f"CM_{mode}"] + counts[f"RM_{mode}"])
+        out[f"score_{mode}"] = _ratio(n - 0.5 * counts["IG"] - counts[f"RM_{mode}"] - counts["IK"], n)
+    return out
+
+
 def four_dimensional(problems: list[tuple[list[bool], bool]]) -> dict[str, Any]:
     """Counts, rates and scores for complete problems ``[(sub-problem verdicts, composite verdict)]``."""
     counts = dict.fromkeys(COUNT_KEYS, 0)
     for subs, multi in problems:
         for key, value in classify(subs, multi).items():
             counts[key] += value
-    n = len(problems)
-    out: dict[str, Any] = {key: _ratio(counts[key], n) for key in ("IK", "IG", "CM_strict", "CM_loose")}
-    for mode in ("strict", "loose"):
-        out[f"RM_{mode}"] = _ratio(counts[f"RM_{mode}"], counts[f"CM_{mode}"] + counts[f"RM_{mode}"])
-        out[f"score_{mode}"] = _ratio(n - 0.5 * counts["IG"] - counts[f"RM_{mode}"] - counts["IK"], n)
-    out["counts"] = counts
+    out: dict[str, Any] = {**rates_and_scores(counts, len(problems)), "counts": counts}
     return out
 
 
@@ -109,7 +115,7 @@ class WeMathRules(Protocol):
     extraction = "official rule: text after the last 'Answer', <>:. removed, first character if A-H " \
                  "(without 'Answer', our <answer>/\\boxed{} content)"
     metric_names = (*COUNT_KEYS, "score_strict", "score_loose", "S1", "S2", "S3", "four_dimensional_counts",
-                    "n_problems")
+                    "n_problems", "four_dimensional_fixed_525")
     scoring = "letter equals the gold; IK/IG/CM/RM and strict/loose scores over problems grouped by ID " \
               "(official four_dimensional_metrics.py), one/two/three-step accuracy (accuracy.py)"
 
@@ -145,6 +151,8 @@ class WeMathRules(Protocol):
                                           for key in COUNT_KEYS}
         out["n_problems"] = per_sample[0]["n_problems"]
         out["n_incomplete"] = per_sample[0]["n_incomplete"]
+        if out["n_problems"] != TESTMINI_PROBLEMS:  # the official script always divides by 525
+            out["four_dimensional_fixed_525"] = rates_and_scores(out["four_dimensional_counts"], TESTMINI_PROBLEMS)
         return out
 
 

@@ -87,6 +87,9 @@ def test_score_wemath_four_dimensional_metrics(tmp_path, layout):
     assert m["score_loose"] == pytest.approx((5 - 0.5 * 1 - 1 - 1) / 5)
     assert m["S1"] == pytest.approx(8 / 12) and m["S2"] == 1.0 and m["S3"] == 0.0
     assert m["accuracy"] == pytest.approx(11 / 17) and m["n"] == 17
+    fixed = m["four_dimensional_fixed_525"]  # the official script's literal denominator, 525
+    assert fixed["IK"] == pytest.approx(1 / 525) and fixed["CM_loose"] == pytest.approx(2 / 525)
+    assert fixed["score_strict"] == pytest.approx((525 - 0.5 - 2 - 1) / 525) and fixed["RM_strict"] == pytest.approx(2 / 3)
     samples = {s["id"]: s for s in map(json.loads, (tmp_path / "out" / "samples.jsonl").read_text().splitlines())}
     assert samples["2steps_3/2steps_1"]["correct"] is False and samples["2steps_3/2steps_1"]["correct_strict"] is True
     assert "IK" in (tmp_path / "out" / "results.md").read_text()
