@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from eval.loaders import subset_labels
 from eval.protocols import get_protocol
 from eval.registry import BenchmarkSpec, resolve_template
 from eval.runner import DEFAULT_TEMPLATE
@@ -43,7 +44,7 @@ def describe(spec: BenchmarkSpec) -> str:
     lines += _wrap("extraction", protocol.extraction)
     lines += _wrap("scoring", f"{protocol.name}: {protocol.scoring}")
     lines += _wrap("metrics", ", ".join([*BASE_METRICS, *protocol.metric_names]
-                                        + [f"by {s}" for s in spec.subsets]))
+                                        + [f"by {s}" for s in subset_labels(spec.subsets)]))
     sampling = f"k={spec.n_samples} temperature={spec.temperature} top_p={spec.top_p} " \
                f"max_new_tokens={spec.max_new_tokens}"
     lines += _wrap("sampling", sampling)

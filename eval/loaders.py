@@ -192,6 +192,17 @@ def lettered(choices: list[str]) -> str:
     return "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
 
+def subset_labels(columns: list[str]) -> dict[str, str]:
+    """Breakdown names -> columns: a nested column is named by its last part (``metadata.task`` ->
+    ``task``, as the official scorers name it) unless two columns would share that name.
+
+    >>> subset_labels(["question_type", "metadata.task"])
+    {'question_type': 'question_type', 'task': 'metadata.task'}
+    """
+    leaves = [c.rsplit(".", 1)[-1] for c in columns]
+    return {(leaf if leaves.count(leaf) == 1 else col): col for leaf, col in zip(leaves, columns)}
+
+
 def row_to_record(spec: BenchmarkSpec, row: dict, index: int, base_dirs: list[Path], *,
                   with_images: bool = True) -> dict:
     """Map one published row to a prepared record (raises ValueError on a row it cannot use).
@@ -221,7 +232,8 @@ def row_to_record(spec: BenchmarkSpec, row: dict, index: int, base_dirs: list[Pa
     if choices:
         record["choices"] = [str(c) for c in choices]
     if spec.subsets:
-        record["meta"]["subsets"] = {name: answer_to_str(get_field(row, [name], "")) for name in spec.subsets}
+        record["meta"]["subsets"] = {label: answer_to_str(get_field(row, [name], ""))
+                                     for label, name in subset_labels(spec.subsets).items()}
     for name in spec.meta:
         value = get_field(row, [name], None)
         if value is not None:

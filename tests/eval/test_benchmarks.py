@@ -64,7 +64,7 @@ def test_mathvista_choice_and_free_form_rows(tmp_path):
     assert "choices" not in side
     assert by_id["3"]["answer_type"] == "numeric" and "precision" not in by_id["3"]["meta"]
     assert mc["meta"]["subsets"]["question_type"] == "multi_choice"
-    assert mc["meta"]["subsets"]["metadata.category"] == "math-targeted-vqa"
+    assert mc["meta"]["subsets"]["category"] == "math-targeted-vqa"
 
 
 def test_mathvista_json_annotations_with_image_paths(tmp_path):
@@ -98,7 +98,7 @@ def test_mathverse_rows_per_version_and_options_kept_for_the_protocol(tmp_path):
     assert [mv[str(i)]["meta"]["subsets"]["problem_version"] for i in range(1, 6)] == [
         "Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only"]
     assert mv["5"]["prompt"].startswith("According to the question shown in the image")
-    assert mv["7"]["answer_type"] == "math" and mv["7"]["meta"]["subsets"]["metadata.subfield"] == "Angle"
+    assert mv["7"]["answer_type"] == "math" and mv["7"]["meta"]["subsets"]["subfield"] == "Angle"
 
 
 def test_mathvision_options_and_free_form(tmp_path):

@@ -63,8 +63,8 @@ def test_score_mathvista_row_by_row(tmp_path):
     assert by_response[("6", "<answer>9,335</answer>")]["correct_strict"] is True
     assert m["protocol"]["name"] == "mathvista" and "calculate_score.py" in m["protocol"]["source"]
     assert "GPT" in results["extraction_note"]
-    assert set(m["subsets"]) >= {"question_type", "metadata.task", "answer_type"}
-    assert m["subsets"]["metadata.task"]["textbook question answering"]["n"] == 1
+    assert set(m["subsets"]) >= {"question_type", "task", "answer_type"}
+    assert m["subsets"]["task"]["textbook question answering"]["n"] == 1
     assert m["skills"]["algebraic reasoning"]["n_samples"] == len(ROWS)  # every fixture row has this skill
 
 
