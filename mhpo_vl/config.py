@@ -233,6 +233,10 @@ class TrainerConfig:
     # stop when more than this fraction of a step's samples had a reward call time out or fail
     # (summed over processes); 1.0 = never stop
     max_reward_error_frac: float = 0.5
+    # Parallel strategy under several processes: "ddp" replicates the model on every rank; "fsdp2" shards
+    # parameters, gradients and optimizer state (torch FSDP2) over decoder layers, vision blocks and tower.
+    strategy: Literal["ddp", "fsdp2"] = "ddp"
+    fsdp_cpu_offload: bool = False  # fsdp2 only: keep the shards (and optimizer state) in CPU memory
 
     def validate(self, path: str) -> None:
         _check(self.max_steps >= 1, f"{path}.max_steps", "must be >= 1")
@@ -249,6 +253,8 @@ class TrainerConfig:
         _check(self.eval_limit >= 0, f"{path}.eval_limit", "must be >= 0 (0 = all)")
         _check(self.max_consecutive_bad_steps >= 1, f"{path}.max_consecutive_bad_steps", "must be >= 1")
         _check(0 <= self.max_reward_error_frac <= 1, f"{path}.max_reward_error_frac", "must be in [0, 1]")
+        _check(not self.fsdp_cpu_offload or self.strategy == "fsdp2", f"{path}.fsdp_cpu_offload",
+               "needs trainer.strategy=fsdp2")
 
 
 @dataclass

@@ -8,6 +8,8 @@ an image-only processor of the same family from the image processor + tokenizer 
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 from transformers import (
@@ -109,3 +111,22 @@ def get_tokenizer(processor: Any) -> Any:
 def is_multimodal(processor: Any) -> bool:
     """True when the processor can take images."""
     return hasattr(processor, "image_processor")
+
+
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
+                   "chat_template.jinja")
+
+
+def save_processor(processor: Any, out: str | Path, source: str | Path | None = None) -> None:
+    """Save ``processor`` into ``out`` so a model saved there loads standalone (e.g. by ``mhpo-eval``).
+
+    Files of the ``source`` directory's processor layout (e.g. a video processor config) are copied as
+    they are, so Auto classes load ``out`` the same way as ``source``.
+    """
+    processor.save_pretrained(str(out))
+    src = Path(source) if source else None
+    if src is None or not src.is_dir():
+        return
+    for name in PROCESSOR_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, Path(out) / name)

@@ -5,13 +5,18 @@ Layout of ``run_dir/checkpoints/step_N/``::
     model.safetensors + config.json ...   full model (``save_pretrained``), or
     adapter_model.safetensors + adapter_config.json      peft adapter only
     extra_trainable.safetensors           peft only: trainable non-adapter weights (e.g. an unfrozen vision tower)
-    optimizer.pt, scheduler.pt            ``torch.save`` of state dicts, read back with ``weights_only=True``
-    rng_state.json, rng_state.safetensors python/numpy RNG (JSON) and torch CPU/CUDA RNG (tensors)
+    optimizer.pt, scheduler.pt            ``torch.save`` of state dicts, read back with ``weights_only=True``;
+                                          the optimizer state is keyed by parameter name (format 2), so
+                                          ddp, fsdp2 and 1-process runs read each other's checkpoints
+    rng_state.json, rng_state.safetensors python/numpy RNG (JSON) and torch CPU/CUDA RNG (tensors) of rank 0;
+    rng_state_rank<R>.json/.safetensors   the same for rank R > 0
     trainer_state.json                    written last: ``{"format_version", "step", "state"}``
 
-Everything is written into ``checkpoints/.tmp_step_N_<pid>/``, fsynced, then renamed to ``step_N``, so a
-kill during a save leaves the previous checkpoint intact and never a half-written ``step_N``. Call these
-functions from the main process only, with the unwrapped model (``accelerator.unwrap_model``).
+The model is always saved whole (FSDP2 shards are gathered on all ranks first), so ``from_pretrained`` and
+``mhpo-eval`` load a checkpoint of any strategy. Everything is written by rank 0 into
+``checkpoints/.tmp_step_N_<pid>/``, fsynced, then renamed to ``step_N``, so a kill during a save leaves
+the previous checkpoint intact and never a half-written ``step_N``. With several processes every rank
+calls :func:`save_checkpoint` (it gathers) and passes the run's :class:`~mhpo_vl.trainer.parallel.Parallel`.
 Nothing here unpickles arbitrary objects.
 """
 
@@ -31,6 +36,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mhpo_vl.errors import UserError
+from mhpo_vl.models.processor import save_processor
+from mhpo_vl.trainer.parallel import (
+    Parallel,
+    by_index,
+    by_name,
+    named_optimizer_state,
+    optimizer_param_names,
+    unwrap,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +55,7 @@ SCHEDULER_FILE = "scheduler.pt"
 RNG_JSON = "rng_state.json"
 RNG_TENSORS = "rng_state.safetensors"
 EXTRA_TRAINABLE = "extra_trainable.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optimizer state keyed by parameter name, RNG state per rank
 
 _STEP_RE = re.compile(r"^step_(\d+)$")
 _STALE_RE = re.compile(r"^\.(tmp|old)_step_\d+_\d+$")
@@ -71,21 +85,29 @@ def restore_rng_state(rng: dict[str, Any]) -> None:
                         len(cuda), torch.cuda.device_count())
 
 
-def _save_rng(rng: dict[str, Any], directory: Path) -> None:
+def _rng_names(rank: int) -> tuple[str, str]:
+    if rank == 0:
+        return RNG_JSON, RNG_TENSORS
+    return f"rng_state_rank{rank}.json", f"rng_state_rank{rank}.safetensors"
+
+
+def _save_rng(rng: dict[str, Any], directory: Path, rank: int = 0) -> None:
     version, internal, gauss = rng["python"]
     name, key, pos, has_gauss, cached = rng["numpy"]
     doc = {"python": {"version": version, "state": list(internal), "gauss_next": gauss},
            "numpy": {"bit_generator": name, "key": [int(k) for k in key], "pos": int(pos),
                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
-    (directory / RNG_JSON).write_text(json.dumps(doc))
+    json_name, tensor_name = _rng_names(rank)
+    (directory / json_name).write_text(json.dumps(doc))
     tensors = {"torch_cpu": rng["torch_cpu"]}
     tensors.update({f"torch_cuda_{i}": t.cpu() for i, t in enumerate(rng["torch_cuda"])})
-    save_file(tensors, str(directory / RNG_TENSORS))
+    save_file(tensors, str(directory / tensor_name))
 
 
-def _load_rng(directory: Path) -> dict[str, Any]:
-    doc = _read_json(directory / RNG_JSON)
-    tensors = _read_safetensors(directory / RNG_TENSORS)
+def _load_rng(directory: Path, rank: int = 0) -> dict[str, Any]:
+    json_name, tensor_name = _rng_names(rank)
+    doc = _read_json(directory / json_name)
+    tensors = _read_safetensors(directory / tensor_name)
     try:
         py, npy = doc["python"], doc["numpy"]
         n_cuda = sum(1 for k in tensors if k.startswith("torch_cuda_"))
@@ -97,7 +119,7 @@ def _load_rng(directory: Path) -> dict[str, Any]:
             "torch_cuda": [tensors[f"torch_cuda_{i}"] for i in range(n_cuda)],
         }
     except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{directory / RNG_JSON}: malformed RNG state ({exc!r})") from None
+        raise UserError(f"{directory / json_name}: malformed RNG state ({exc!r})") from None
 
 
 # ----------------------------------------------------------------------------- model
@@ -111,16 +133,22 @@ def _is_peft(model: torch.nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
-def _extra_trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Trainable weights of a peft model that its adapter file does not hold (by ``named_parameters`` name)."""
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-            if p.requires_grad and "lora_" not in n and "modules_to_save" not in n}
+def _extra_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Trainable weights of a peft model that its adapter file does not hold (by ``named_parameters`` name).
+
+    Values come from ``state`` (a full state dict, e.g. gathered from FSDP2 shards) when given.
+    """
+    names = [n for n, p in model.named_parameters()
+             if p.requires_grad and "lora_" not in n and "modules_to_save" not in n]
+    source = state if state is not None else dict(model.named_parameters())
+    return {n: source[n].detach().cpu().contiguous() for n in names}
 
 
-def _save_model(model: torch.nn.Module, directory: Path) -> None:
-    model.save_pretrained(str(directory))
+def _save_model(model: torch.nn.Module, directory: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """``save_pretrained`` of ``model``; with ``state`` (its full state dict) the weights come from there."""
+    model.save_pretrained(str(directory), **({"state_dict": state} if state is not None else {}))
     if _is_peft(model):
-        extra = _extra_trainable(model)
+        extra = _extra_trainable(model, state)
         if extra:
             save_file(extra, str(directory / EXTRA_TRAINABLE))
 
@@ -248,12 +276,18 @@ def save_checkpoint(
     scheduler: Any | None,
     state: dict[str, Any],
     keep_last: int,
+    parallel: Parallel | None = None,
+    processor: Any | None = None,
+    processor_source: str | None = None,
 ) -> Path:
     """Write ``run_dir/checkpoints/step_{step}/`` atomically and prune to the newest ``keep_last``.
 
     ``state`` must be JSON-serialisable (step, data position, epoch, counters, metrics...); it is returned
     by :func:`load_checkpoint`. Checkpoints of later steps (left by a run that was resumed from an
-    earlier step) are deleted, so ``latest_checkpoint`` follows the current run.
+    earlier step) are deleted, so ``latest_checkpoint`` follows the current run. With ``parallel`` (several
+    processes) every rank must call this: model, optimizer and RNG states are gathered, rank 0 writes.
+    With ``processor`` the checkpoint also holds the processor files, so it loads standalone
+    (``from_pretrained``, ``mhpo-eval run --model``).
     """
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
@@ -262,18 +296,33 @@ def save_checkpoint(
     except (TypeError, ValueError) as exc:
         raise TypeError(f"checkpoint state must be JSON-serialisable: {exc}") from None
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
+    plain = unwrap(model)
+    if parallel is None:  # one process
+        model_state, optim_state, rngs = None, None, [capture_rng_state()]
+        if optimizer is not None:
+            optim_state = named_optimizer_state(plain, getattr(optimizer, "optimizer", optimizer))
+    else:  # collectives first, on every rank
+        model_state = parallel.full_model_state(model) if parallel.sharded else None
+        optim_state = parallel.full_optimizer_state(model, optimizer) if optimizer is not None else None
+        rngs = parallel.gather_objects(capture_rng_state())
+        if not parallel.is_main:
+            parallel.barrier()  # return once rank 0 has published the checkpoint
+            return final
+    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp_step_{step}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        _save_model(model, tmp)
-        if optimizer is not None:
-            torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        _save_model(plain, tmp, model_state)
+        if processor is not None:
+            save_processor(processor, tmp, processor_source)
+        if optim_state is not None:
+            torch.save(optim_state, tmp / OPTIMIZER_FILE)
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / SCHEDULER_FILE)
-        _save_rng(capture_rng_state(), tmp)
+        for rank, rng in enumerate(rngs):
+            _save_rng(rng, tmp, rank)
         (tmp / STATE_FILE).write_text(state_text)
         _fsync_tree(tmp)
         _publish(tmp, final)
@@ -281,6 +330,8 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _prune(root, step, keep_last)
+    if parallel is not None:
+        parallel.barrier()
     return final
 
 
@@ -330,6 +381,63 @@ def read_trainer_state(path: str | Path) -> dict[str, Any]:
     return doc["state"]
 
 
+def load_model_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Load checkpoint ``path``'s weights into ``model`` (plain or peft, before any FSDP2 sharding)."""
+    path = Path(path)
+    read_trainer_state(path)  # a complete checkpoint, or a clear error
+    _load_model(unwrap(model), path)
+
+
+def load_training_state(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any | None,
+    restore_rng: bool = True,
+    parallel: Parallel | None = None,
+) -> dict[str, Any]:
+    """Load optimizer, scheduler and this rank's RNG state from ``path``; return the trainer state.
+
+    ``model`` is the (possibly sharded) model the optimizer trains: its parameter names map the
+    name-keyed optimizer state (integer keys of format-1 checkpoints are mapped by parameter order).
+    A rank with no RNG file of its own (the checkpoint was written by fewer processes) continues from
+    rank 0's state reseeded with its rank, and says so.
+    """
+    path = Path(path)
+    state = read_trainer_state(path)
+    if optimizer is not None:
+        saved = _torch_load(path / OPTIMIZER_FILE)
+        try:
+            if parallel is not None:
+                parallel.load_optimizer_state(model, optimizer, saved)
+            else:
+                inner = getattr(optimizer, "optimizer", optimizer)
+                names = optimizer_param_names(model, inner)
+                inner.load_state_dict(by_index(by_name(saved, names), names))
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise UserError(f"{path / OPTIMIZER_FILE}: does not match the current optimizer ({exc})") from None
+    if scheduler is not None:
+        saved = _torch_load(path / SCHEDULER_FILE)
+        try:
+            scheduler.load_state_dict(saved)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise UserError(f"{path / SCHEDULER_FILE}: does not match the current scheduler ({exc})") from None
+    if restore_rng:
+        rank = parallel.rank if parallel is not None else 0
+        if (path / _rng_names(rank)[0]).is_file():
+            restore_rng_state(_load_rng(path, rank))
+        else:
+            log.warning("%s has no RNG state for rank %d (saved by fewer processes): rank 0's state, reseeded "
+                        "with the rank", path, rank)
+            restore_rng_state(_load_rng(path, 0))
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) + 7919 * rank
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+    return state
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -340,21 +448,10 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load checkpoint ``path`` into ``model``/``optimizer``/``scheduler``, restore RNG, return the state.
 
-    ``model`` must be built like the saved one: a peft model for an adapter checkpoint (its adapter
-    weights are replaced), a plain transformers model otherwise (all weights replaced, strict keys).
-    Any missing or corrupt file raises :class:`~mhpo_vl.errors.UserError` naming it.
+    One process. ``model`` must be built like the saved one: a peft model for an adapter checkpoint
+    (its adapter weights are replaced), a plain transformers model otherwise (all weights replaced,
+    strict keys). Any missing or corrupt file raises :class:`~mhpo_vl.errors.UserError` naming it.
+    Several processes: :func:`load_model_weights` before sharding, then :func:`load_training_state`.
     """
-    path = Path(path)
-    state = read_trainer_state(path)
-    _load_model(model, path)
-    for obj, name in ((optimizer, OPTIMIZER_FILE), (scheduler, SCHEDULER_FILE)):
-        if obj is None:
-            continue
-        saved = _torch_load(path / name)
-        try:
-            obj.load_state_dict(saved)
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise UserError(f"{path / name}: does not match the current {type(obj).__name__} ({exc})") from None
-    if restore_rng:
-        restore_rng_state(_load_rng(path))
-    return state
+    load_model_weights(path, model)
+    return load_training_state(path, model=model, optimizer=optimizer, scheduler=scheduler, restore_rng=restore_rng)

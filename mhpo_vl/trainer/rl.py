@@ -1,14 +1,16 @@
 """The RL loop: rollout -> rewards -> advantages -> old log-probs -> policy loss -> optimizer step.
 
-Built on accelerate (one process by default; `accelerate launch -m mhpo_vl train ...` for several):
-each rank samples its share of the prompts, groups stay on one rank, gradients are synchronised by
-accelerate, and metrics are reduced across ranks before logging.
+Built on accelerate (one process by default; `accelerate launch -m mhpo_vl train ...` or `torchrun -m
+mhpo_vl train ...` for several): each rank samples its share of the prompts, groups stay on one rank, and
+metrics are reduced across ranks before logging. How the model is replicated or sharded across ranks
+(``trainer.strategy``) is the business of :mod:`mhpo_vl.trainer.parallel`; this loop only asks it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from mhpo_vl.trainer.metrics import (
     reduce_metrics,
     summarize_run,
 )
+from mhpo_vl.trainer.parallel import Parallel
 from mhpo_vl.trainer.plots import plot_metrics
 from mhpo_vl.trainer.reward_faults import RewardFaults
 from mhpo_vl.trainer.setup import (
@@ -82,6 +85,10 @@ class RLTrainer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.accelerator = make_accelerator(cfg.trainer.mixed_precision)
+        self.parallel = Parallel.from_config(cfg.trainer, self.accelerator)
+        if cfg.rollout.prompts_per_step % self.parallel.world:
+            raise UserError(f"rollout.prompts_per_step ({cfg.rollout.prompts_per_step}) must be a multiple of the "
+                            f"number of processes ({self.parallel.world}): every rank takes the same share")
         seed_everything(cfg.trainer.seed + self.accelerator.process_index)
         self.run_dir = ensure_dir(cfg.trainer.output_dir)
         self.loss_fn, self.hparams, self.agg = resolve_loss(cfg)
@@ -90,6 +97,10 @@ class RLTrainer:
         self.processor = load_processor(cfg.model)
         self.tokenizer = get_tokenizer(self.processor)
         model = load_policy(cfg.model)
+        self.resume_from = self._resume_path()
+        if self.resume_from is not None:  # weights go in before sharding; optimizer and RNG in train()
+            ckpt.load_model_weights(self.resume_from, model)
+        model = self.parallel.wrap(model)
         self.collator = PromptCollator(self.processor, template=cfg.data.prompt_template,
                                        system_prompt=cfg.data.system_prompt, min_pixels=cfg.model.min_pixels,
                                        max_pixels=cfg.model.max_pixels, max_prompt_tokens=cfg.data.max_prompt_tokens)
@@ -100,7 +111,10 @@ class RLTrainer:
                                                 (cfg.trainer.adam_beta1, cfg.trainer.adam_beta2))
         scheduler = make_scheduler(optimizer, cfg.trainer.lr_schedule, cfg.trainer.warmup_steps,
                                    cfg.trainer.max_steps, cfg.trainer.min_lr_ratio)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        # The schedule is stepped once per trainer step whatever the number of processes (accelerate's
+        # prepared scheduler would step it once per process).
+        self.model, self.optimizer = self.parallel.prepare(model, optimizer)
+        self.scheduler = scheduler
         self.ref_model = self._reference_model() if cfg.algo.kl_coef > 0 else None
         self.reward = reward_from_config(cfg.reward)
         self.reward_faults = RewardFaults(self.reward.names)
@@ -117,10 +131,7 @@ class RLTrainer:
     def _reference_model(self) -> torch.nn.Module | None:
         if self.cfg.model.lora.enabled:
             return None  # the policy with adapters disabled
-        ref = load_policy(self.cfg.model).eval()
-        for p in ref.parameters():
-            p.requires_grad_(False)
-        return ref.to(self.accelerator.device)
+        return self.parallel.wrap_reference(load_policy(self.cfg.model))
 
     @property
     def unwrapped(self) -> torch.nn.Module:
@@ -135,7 +146,7 @@ class RLTrainer:
     def _generate(self, n_prompts: int) -> Rollout:
         records = [self.dataset[i] for i in self.sampler.take(n_prompts)]
         batch = self.collator(records)
-        with self.accelerator.autocast():
+        with self.accelerator.autocast(), self.parallel.gathered(self.model):
             return self.backend.generate(self.unwrapped, batch, self._sampling())
 
     def _score(self, rollout: Rollout) -> tuple[torch.Tensor, dict[str, list[float]], list[float]]:
@@ -161,10 +172,12 @@ class RLTrainer:
         want = cfg.rollout.prompts_per_step
         timing = {"time/rollout": 0.0, "time/reward": 0.0}
         kept: list[tuple[Rollout, torch.Tensor, dict, list[float]]] = []
-        have, tries, dropped = 0, 0, 0
+        world = self.parallel.world
+        have, have_all, tries, dropped = 0, 0, 0, 0  # groups kept on this rank / on all ranks
         while True:
             t0 = time.perf_counter()
-            rollout = self._generate(want - have if cfg.algo.dynamic_sampling else want)
+            # every rank asks for the same global count, so all ranks make the same generate calls
+            rollout = self._generate(math.ceil((want - have_all) / world) * world)
             t1 = time.perf_counter()
             rewards, components, accuracy = self._score(rollout)
             timing["time/rollout"] += t1 - t0
@@ -181,10 +194,12 @@ class RLTrainer:
                 kept.append((select_groups(rollout, groups, self.vision_start_id), rewards[rows],
                              {k: [v[i] for i in rows] for k, v in components.items()}, [accuracy[i] for i in rows]))
                 have += len(groups)
-            if have >= want or tries >= cfg.algo.dynamic_sampling_max_tries:
+            have_all = int(self.parallel.sum(have))
+            if have_all >= want or tries >= cfg.algo.dynamic_sampling_max_tries:
                 break
         timing["dynamic_sampling/dropped_groups"] = float(dropped)
-        if not kept:  # no group with a reward signal in any try: train on the last batch (zero advantages)
+        keep = int(self.parallel.min(have))  # the same number of groups on every rank: same forward calls
+        if keep == 0:  # some rank has no group with a reward signal: train on the last batch (zero advantages)
             timing["dynamic_sampling/no_signal"] = 1.0
             return rollout, rewards, components, accuracy, timing
         pad = self.tokenizer.pad_token_id
@@ -192,6 +207,11 @@ class RLTrainer:
         rewards = torch.cat([k[1] for k in kept])
         components = {key: [x for k in kept for x in k[2][key]] for key in kept[0][2]}
         accuracy = [x for k in kept for x in k[3]]
+        if keep < have:
+            rows = keep * rollout.group_size
+            rollout = select_groups(rollout, list(range(keep)), self.vision_start_id)
+            rewards, accuracy = rewards[:rows], accuracy[:rows]
+            components = {key: v[:rows] for key, v in components.items()}
         return rollout, rewards, components, accuracy, timing
 
     def _logprobs(self, model: torch.nn.Module, rollout: Rollout, inputs: dict) -> torch.Tensor:
@@ -246,7 +266,7 @@ class RLTrainer:
                 ppo_epochs=cfg.algo.ppo_epochs, mini_batch_size=cfg.algo.mini_batch_size,
                 micro_batch_size=cfg.trainer.micro_batch_size, grad_clip=cfg.trainer.grad_clip,
                 ref_logp=ref_logp, kl_coef=cfg.algo.kl_coef, kl_estimator=cfg.algo.kl_estimator,
-                no_sync=(lambda: self.accelerator.no_sync(self.model)) if self.accelerator.num_processes > 1 else None,
+                no_sync=self.parallel.no_sync(self.model), all_true=self.parallel.all_true,
             )
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
@@ -287,20 +307,28 @@ class RLTrainer:
                 "bad_in_a_row": self.bad_in_a_row}
 
     def save(self) -> None:
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            ckpt.save_checkpoint(self.run_dir, self.step, model=self.unwrapped, optimizer=self.optimizer,
-                                 scheduler=self.scheduler, state=self._state(), keep_last=self.cfg.trainer.keep_last)
+        """Every rank calls this (shards and RNG states are gathered); rank 0 writes."""
+        ckpt.save_checkpoint(self.run_dir, self.step, model=self.model, optimizer=self.optimizer,
+                             scheduler=self.scheduler, state=self._state(), keep_last=self.cfg.trainer.keep_last,
+                             parallel=self.parallel, processor=self.processor,
+                             processor_source=self.cfg.model.name_or_path)
 
-    def maybe_resume(self) -> None:
+    def _resume_path(self) -> Path | None:
         resume = self.cfg.trainer.resume
         if not resume:
-            return
+            return None
         path = ckpt.latest_checkpoint(self.run_dir) if resume == "auto" else Path(resume)
         if path is None:
             log.info("no checkpoint in %s; starting from scratch", self.run_dir)
+        return path
+
+    def maybe_resume(self) -> None:
+        """Optimizer, scheduler, RNG and data position of the checkpoint whose weights __init__ loaded."""
+        path = self.resume_from
+        if path is None:
             return
-        state = ckpt.load_checkpoint(path, model=self.unwrapped, optimizer=self.optimizer, scheduler=self.scheduler)
+        state = ckpt.load_training_state(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                         parallel=self.parallel)
         self.step = int(state["step"])
         self.sampler.position = int(state["data_position"])
         self.skipped_total = int(state.get("skipped_total", 0))
@@ -324,7 +352,8 @@ class RLTrainer:
                 metrics = self.train_step()
                 self.step += 1
                 if cfg.trainer.eval_every and self.eval_records and self.step % cfg.trainer.eval_every == 0:
-                    evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval")
+                    with self.parallel.gathered(self.model):
+                        evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval")
                     metrics["eval/accuracy"] = float(evaluation["accuracy"])
                 if logger is not None:
                     logger.log(self.step, metrics)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +13,7 @@ from tqdm.auto import tqdm
 from mhpo_vl.config import Config, save_config
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.models import load_policy, load_processor
+from mhpo_vl.models.processor import save_processor
 from mhpo_vl.trainer.batching import PromptSampler
 from mhpo_vl.trainer.metrics import MetricsLogger
 from mhpo_vl.trainer.setup import (
@@ -75,23 +74,10 @@ def run_sft(cfg: Config) -> dict[str, Any]:
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(out)
-        processor.save_pretrained(out)
-        _copy_processor_files(cfg.model.name_or_path, out)
+        save_processor(processor, out, cfg.model.name_or_path)
     summary = {"steps": s.max_steps, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
                "output_dir": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"sft: {s.max_steps} steps, final loss {loss_value:.4f}, model saved to {out}")
     return summary
 
-
-def _copy_processor_files(source: str, out: Path) -> None:
-    """Keep the source's processor layout (e.g. video processor config) so Auto classes load `out` the same way."""
-    from pathlib import Path
-
-    src = Path(source)
-    if not src.is_dir():
-        return
-    for name in ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
-                 "chat_template.jinja"):
-        if (src / name).is_file():
-            shutil.copyfile(src / name, Path(out) / name)

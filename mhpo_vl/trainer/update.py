@@ -2,13 +2,14 @@
 
 Per optimizer step the gradient of every micro-batch is weighted by its share of the mini-batch (rows,
 or tokens for token-mean aggregation), so accumulation matches one big batch. A non-finite loss or
-gradient norm skips the optimizer step and is counted.
+gradient norm skips the optimizer step and is counted. Under several processes the ranks agree on a
+finite loss (``all_true``: one all-reduce per micro-batch, before backward), so a NaN on one rank makes
+every rank skip together instead of leaving the others waiting in the gradient reduction.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from mhpo_vl.algos.aggregation import aggregate, as_bool_mask, masked_mean
 from mhpo_vl.algos.kl import kl_penalty
 from mhpo_vl.rollout.logprobs import micro_batches, select_rows, token_logprobs
+from mhpo_vl.trainer.parallel import clip_grad_norm
 
 
 @dataclass
@@ -69,6 +71,7 @@ def policy_update(
     kl_coef: float = 0.0,
     kl_estimator: str = "k3",
     no_sync: Callable[[], Any] | None = None,
+    all_true: Callable[[torch.Tensor], bool] = bool,
 ) -> UpdateResult:
     """Run the optimizer steps for one rollout. Shapes: response_ids/mask/old_logp (N, T), advantages (N,)."""
     result = UpdateResult()
@@ -96,13 +99,13 @@ def policy_update(
                         weight = mask[rows].sum() / total_tokens
                     else:
                         weight = torch.tensor((rows.stop - rows.start) / (mini.stop - mini.start), device=device)
-                    if not torch.isfinite(loss):
+                    if not all_true(torch.isfinite(loss)):  # every rank takes the same branch
                         finite = False
                         break
                     backward(loss * weight)
                 metrics = {**metrics, "loss": loss.detach(), "entropy": masked_mean(entropy, as_bool_mask(mask[rows]))}
                 result.add(metrics)
-            norm = _grad_norm(params, grad_clip) if finite else torch.tensor(float("nan"))
+            norm = clip_grad_norm(params, grad_clip) if finite else torch.tensor(float("nan"))
             if not finite or not torch.isfinite(norm):
                 optimizer.zero_grad(set_to_none=True)
                 result.skipped += 1
@@ -112,11 +115,3 @@ def policy_update(
             result.grad_norms.append(norm.detach())
     return result
 
-
-def _grad_norm(params: list[torch.nn.Parameter], grad_clip: float) -> torch.Tensor:
-    """Total gradient norm before clipping (clips in place when grad_clip > 0)."""
-    with_grad = [p for p in params if p.grad is not None]
-    if not with_grad:
-        return torch.tensor(0.0)
-    max_norm = grad_clip if grad_clip > 0 else math.inf
-    return torch.nn.utils.clip_grad_norm_(with_grad, max_norm)

@@ -31,9 +31,10 @@ def test_iter_full_weights_one_process(tiny_model_dir):
 def _fsdp2_weights(rank: int, world: int, model_dir: str, out: str) -> None:
     from torch.distributed.tensor import DTensor
 
-    from mhpo_vl.trainer.parallel import apply_fsdp2, fsdp_modules
+    from mhpo_vl.trainer.parallel import apply_fsdp2, fsdp_modules, tied_duplicates
 
     model = apply_fsdp2(_load(Path(model_dir)))
+    assert tied_duplicates(model) == ["lm_head.weight"], "sharding untied the embeddings"
     sharded = [n for n, p in model.named_parameters() if isinstance(p, DTensor)]
     assert sharded, "FSDP2 left every parameter unsharded"
     assert len(fsdp_modules(model)) >= 4  # 2 decoder layers, 1 vision block, the tower, the root
