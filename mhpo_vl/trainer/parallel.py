@@ -151,7 +151,7 @@ class Parallel:
         """The policy, sharded under FSDP2 (before the optimizer is built: it must see the shards)."""
         if not self.sharded:
             return model
-        model.to(self.accelerator.device)
+        # fully_shard moves each unit to the mesh's device as it shards it: no full copy on the GPU first
         return apply_fsdp2(model, param_dtype=self.param_dtype, cpu_offload=self.cpu_offload)
 
     def prepare(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[torch.nn.Module, Any]:

@@ -184,8 +184,8 @@ class RLTrainer:
             timing["time/reward"] += time.perf_counter() - t1
             tries += 1
             if not cfg.algo.dynamic_sampling:
-                kept.append((rollout, rewards, components, accuracy))
-                break
+                timing["dynamic_sampling/dropped_groups"] = 0.0
+                return rollout, rewards, components, accuracy, timing
             g = rollout.group_size
             groups = [p for p in range(len(rollout) // g) if rewards[p * g:(p + 1) * g].std() > 0]
             dropped += len(rollout) // g - len(groups)

@@ -150,11 +150,14 @@ def test_resume_at_3_to_5_equals_uninterrupted(setup, five_steps, strategy, sour
     _assert_close(_weights(out), _weights(five_steps[source]), atol=1e-6 if strategy == source else 1e-5)
 
 
-def test_lora_under_fsdp2(setup):
+def test_lora_and_dynamic_sampling_under_fsdp2(setup):
     out = _launch(setup, "lora_fsdp2", "trainer.strategy=fsdp2", "trainer.max_steps=2", "trainer.save_every=0",
-                  "model.lora.enabled=true", "model.lora.r=4")
+                  "model.lora.enabled=true", "model.lora.r=4", "algo.dynamic_sampling=true",
+                  "algo.dynamic_sampling_max_tries=3")
     lines = read_metrics(out / "run" / "metrics.jsonl")
     assert [m["step"] for m in lines] == [1, 2]
+    calls = [[json.loads(x)["step"] for x in (out / f"prompts_rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    assert calls[0] == calls[1], "ranks made different numbers of generate calls"
     assert all(math.isfinite(m["grad_norm"]) and m["grad_norm"] > 0 for m in lines)
     assert all("kl" in m for m in lines)  # the reference is the policy with its adapters disabled
     adapter = load_file(str(out / "run" / "checkpoints" / "step_2" / "adapter_model.safetensors"))
