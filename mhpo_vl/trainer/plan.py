@@ -50,15 +50,21 @@ class Setup:
     strategy: str = "ddp"
     prompt_tokens: int | None = None  # tokens per prompt incl. image tokens (None: data.max_prompt_tokens)
     overhead_gib: float = DEFAULT_OVERHEAD_GIB
+    offload: bool = False  # FSDP2 CPU offload: shards, gradients and AdamW moments live in CPU memory
 
     @property
     def sharded(self) -> bool:
         return self.strategy == "fsdp2" and self.gpus > 1
 
+    @property
+    def offloaded(self) -> bool:
+        return self.offload and self.strategy == "fsdp2"
+
     def describe(self) -> str:
+        offload = " with trainer.fsdp_cpu_offload" if self.offloaded else ""
         if self.gpus == 1:
-            return "1 process" + (" (fsdp2 on 1 GPU does not shard)" if self.strategy == "fsdp2" else "")
-        return f"trainer.strategy={self.strategy} on {self.gpus} GPUs"
+            return "1 process" + (f" (fsdp2{offload} on 1 GPU: nothing to shard)" if self.strategy == "fsdp2" else "")
+        return f"trainer.strategy={self.strategy}{offload} on {self.gpus} GPUs"
 
 
 @dataclass
@@ -177,19 +183,25 @@ def estimate(setup: Setup, spec: ModelSpec) -> Estimate:
     sharded_note = f"/ {n} GPUs (FSDP2)" if shard > 1 else ("replicated on every GPU" if n > 1 else "")
 
     full, adapters = trainable_params(spec, cfg)
-    add(Item("weights", "weights", "persistent", (spec.total_params * pb + adapters * 4) / shard,
+    # Under FSDP2 CPU offload the shards, their gradients and AdamW moments stay in host memory.
+    on_gpu = 0.0 if setup.offloaded else 1.0
+    if setup.offloaded:
+        host = (spec.total_params * pb + 3 * (full * pb + adapters * 4) + adapters * 4) / shard
+        est.facts["cpu_offload_bytes_per_process"] = host
+        sharded_note = f"{sharded_note}; in CPU memory (fsdp_cpu_offload)".lstrip("; ")
+    add(Item("weights", "weights", "persistent", on_gpu * (spec.total_params * pb + adapters * 4) / shard,
              f"{spec.total_params / 1e9:.2f}B params x {pb} B" + (f" + {adapters / 1e6:.1f}M LoRA fp32" if adapters else "")
              + (f", {sharded_note}" if sharded_note else "")))
     grad_bytes = full * pb + adapters * 4
-    add(Item("gradients", "gradients", "persistent", grad_bytes / shard,
+    add(Item("gradients", "gradients", "persistent", on_gpu * grad_bytes / shard,
              f"{(full + adapters) / 1e9:.3f}B trainable params"))
-    add(Item("optimizer", "AdamW moments", "persistent", 2 * grad_bytes / shard,
+    add(Item("optimizer", "AdamW moments", "persistent", on_gpu * 2 * grad_bytes / shard,
              "exp_avg + exp_avg_sq in the trainable params' dtype"))
     if setup.strategy == "ddp" and n > 1:
         add(Item("ddp_buckets", "DDP gradient buckets", "persistent", grad_bytes,
                  "torch DDP keeps a flat copy of the gradients for all-reduce"))
     if cfg.algo.kl_coef > 0 and not cfg.model.lora.enabled:
-        add(Item("reference", "KL reference model", "persistent", spec.total_params * pb / shard,
+        add(Item("reference", "KL reference model", "persistent", on_gpu * spec.total_params * pb / shard,
                  "a second frozen copy (algo.kl_coef > 0 without LoRA)"))
 
     # sequence geometry
@@ -256,7 +268,8 @@ def estimate(setup: Setup, spec: ModelSpec) -> Estimate:
 # ----------------------------------------------------------------------------- suggestions
 
 
-Change = tuple[str, Callable[[Setup], Setup | None]]
+Change = tuple[str, Callable[[Setup], Setup]]
+Fix = tuple[list[str], Estimate]  # the overrides applied (labels) and the estimate after them
 
 
 def _with(setup: Setup, overrides: dict[str, Any] | None = None, **fields: Any) -> Setup:
@@ -272,51 +285,86 @@ def _with(setup: Setup, overrides: dict[str, Any] | None = None, **fields: Any) 
     return new
 
 
-def _changes(setup: Setup) -> list[Change]:
-    cfg = setup.cfg
-    out: list[Change] = []
-    if not cfg.model.gradient_checkpointing:
-        out.append(("model.gradient_checkpointing=true",
-                    lambda s: _with(s, {"model.gradient_checkpointing": True})))
+def _checkpointing(setup: Setup) -> list[Change]:
+    if setup.cfg.model.gradient_checkpointing:
+        return []
+    return [("model.gradient_checkpointing=true", lambda s: _with(s, {"model.gradient_checkpointing": True}))]
+
+
+def _micro_batches(setup: Setup) -> list[Change]:
+    micro = setup.cfg.trainer.micro_batch_size
+    return [(f"trainer.micro_batch_size={size}", lambda s, v=size: _with(s, {"trainer.micro_batch_size": v}))
+            for size in (8, 4, 2, 1) if micro == 0 or size < micro]
+
+
+def _same_hardware(setup: Setup) -> list[Change]:
+    """Changes that keep the GPUs and the method, least invasive first."""
+    out = _checkpointing(setup)
     if setup.gpus > 1 and setup.strategy != "fsdp2":
         out.append((f"trainer.strategy=fsdp2 (on the {setup.gpus} GPUs)", lambda s: _with(s, strategy="fsdp2")))
-    micro = cfg.trainer.micro_batch_size
-    for size in (8, 4, 2, 1):
-        if micro == 0 or size < micro:
-            out.append((f"trainer.micro_batch_size={size}",
-                        lambda s, v=size: _with(s, {"trainer.micro_batch_size": v})))
-    for gpus in (2, 4, 8, 16, 32, 64):
-        if gpus > setup.gpus:
-            out.append((f"trainer.strategy=fsdp2 on {gpus} GPUs", lambda s, g=gpus: _with(s, strategy="fsdp2", gpus=g)))
-    if not cfg.model.lora.enabled:
-        out.append(("model.lora.enabled=true (LoRA; raise trainer.lr to ~1e-5)",
-                    lambda s: _with(s, {"model.lora.enabled": True})))
+    out += _micro_batches(setup)
+    if not setup.offloaded:
+        out.append(("trainer.strategy=fsdp2 trainer.fsdp_cpu_offload=true (slower: states in CPU memory)",
+                    lambda s: _with(s, strategy="fsdp2", offload=True)))
+    prompts = setup.cfg.rollout.prompts_per_step
+    while prompts // 2 >= setup.gpus and prompts % 2 == 0:  # fewer sequences generated at once
+        prompts //= 2
+        out.append((f"rollout.prompts_per_step={prompts} (a smaller RL batch)",
+                    lambda s, v=prompts: _with(s, {"rollout.prompts_per_step": v, "algo.mini_batch_size": 0})))
     return out
 
 
-def suggest(setup: Setup, spec: ModelSpec) -> tuple[list[str], Estimate] | None:
-    """The least invasive change (or cumulative changes) after which the run fits; None if none does.
+def _key(label: str) -> str:
+    """Changes with the same key replace each other (e.g. two micro-batch sizes)."""
+    return label.split("=", 1)[0] if label.startswith(("trainer.micro_batch_size", "rollout.")) else label
 
-    Single changes are tried in order of invasiveness (checkpointing, sharding over the given GPUs,
-    smaller micro-batches, more GPUs with FSDP2, LoRA); failing those, they are applied cumulatively.
-    """
-    for label, change in _changes(setup):
-        trial = change(setup)
-        if trial is not None and (est := estimate(trial, spec)).fits:
-            return [label], est
-    applied: list[str] = []
-    current = setup
-    for label, change in _changes(setup):
-        if label.startswith("trainer.micro_batch_size") and any(a.startswith("trainer.micro_batch_size")
-                                                               for a in applied):
-            applied = [a for a in applied if not a.startswith("trainer.micro_batch_size")]
-        if label.startswith("trainer.strategy=fsdp2 on"):
-            applied = [a for a in applied if not a.startswith("trainer.strategy")]
-        current = change(current) or current
-        applied.append(label)
-        if (est := estimate(current, spec)).fits:
-            return applied, est
+
+def _apply(setup: Setup, changes: list[Change]) -> Setup:
+    for _, change in changes:
+        setup = change(setup)
+    return setup
+
+
+def _first_fit(setup: Setup, spec: ModelSpec, changes: list[Change], base: list[str] | None = None) -> Fix | None:
+    """The first single change that fits; else the shortest cumulative prefix of ``changes`` that fits,
+    pruned of the changes it does not need."""
+    base = base or []
+    for label, change in changes:
+        if (est := estimate(change(setup), spec)).fits:
+            return [*base, label], est
+    chosen: list[Change] = []
+    for change in changes:
+        chosen = [c for c in chosen if _key(c[0]) != _key(change[0])] + [change]
+        if estimate(_apply(setup, chosen), spec).fits:
+            for extra in list(chosen[:-1]):
+                trial = [c for c in chosen if c is not extra]
+                if estimate(_apply(setup, trial), spec).fits:
+                    chosen = trial
+            return [*base, *(label for label, _ in chosen)], estimate(_apply(setup, chosen), spec)
     return None
+
+
+def suggest(setup: Setup, spec: ModelSpec) -> list[Fix]:
+    """Ways to make the run fit, one per kind: on the same GPUs (checkpointing, sharding, smaller
+    micro-batches, CPU offload), on more GPUs with FSDP2 (the fewest that fit), and with LoRA."""
+    fixes: list[Fix] = []
+    if (same := _first_fit(setup, spec, _same_hardware(setup))) is not None:
+        fixes.append(same)
+    for gpus in (2, 4, 8, 16, 32, 64):
+        if gpus <= setup.gpus:
+            continue
+        more = _with(setup, strategy="fsdp2", gpus=gpus)
+        label = f"trainer.strategy=fsdp2 on {gpus} GPUs"
+        if (fix := _first_fit(more, spec, [("", lambda s: s), *_checkpointing(more)], [label])) is not None:
+            fixes.append(([c for c in fix[0] if c], fix[1]))
+            break
+    if not setup.cfg.model.lora.enabled:
+        lora = _with(setup, {"model.lora.enabled": True, "model.dtype": "bfloat16"})
+        label = "model.lora.enabled=true model.dtype=bfloat16 (LoRA on a bf16 base; raise trainer.lr to ~1e-5)"
+        changes = [("", lambda s: s), *_checkpointing(lora), *_micro_batches(lora)]
+        if (fix := _first_fit(lora, spec, changes, [label])) is not None:
+            fixes.append(([c for c in fix[0] if c], fix[1]))
+    return fixes
 
 
 # ----------------------------------------------------------------------------- report
@@ -350,26 +398,25 @@ def render_table(est: Estimate) -> str:
     return "\n".join(lines)
 
 
-def verdict(est: Estimate, suggestion: tuple[list[str], Estimate] | None) -> str:
-    """One line: fits or not, and the change that makes it fit."""
+def verdict(est: Estimate, fixes: list[Fix]) -> str:
+    """One line: fits or not, and the changes that make it fit."""
     mem = est.setup.gpu_mem_gib
     head = f"peak {est.peak / GIB:.1f} GiB of {mem:g} GiB per GPU ({est.setup.describe()})"
     if est.fits:
         return f"FITS: {head}"
-    if suggestion is None:
-        return f"DOES NOT FIT: {head}; no single setting here makes it fit: use a smaller model or GPUs with more memory"
-    changes, fixed = suggestion
-    return (f"DOES NOT FIT: {head}. Fits with {' + '.join(changes)}: "
-            f"peak {fixed.peak / GIB:.1f} GiB per GPU")
+    if not fixes:
+        return f"DOES NOT FIT: {head}; none of the settings tried makes it fit: use a smaller model or larger GPUs"
+    options = "; or ".join(f"{' + '.join(changes)} (peak {fixed.peak / GIB:.1f} GiB)" for changes, fixed in fixes)
+    return f"DOES NOT FIT: {head}. Fits with {options}"
 
 
-def to_json(est: Estimate, suggestion: tuple[list[str], Estimate] | None) -> dict[str, Any]:
+def to_json(est: Estimate, fixes: list[Fix]) -> dict[str, Any]:
     """Machine-readable form of the estimate (bytes and GiB per GPU)."""
     spec, setup = est.spec, est.setup
     return {
         "model": spec.name, "source": spec.source, "params": spec.total_params, "vision_params": spec.vision_params,
         "published_params_billion": spec.published_params, "gpus": setup.gpus, "gpu_mem_gib": setup.gpu_mem_gib,
-        "strategy": setup.strategy, "lora": setup.cfg.model.lora.enabled,
+        "strategy": setup.strategy, "fsdp_cpu_offload": setup.offloaded, "lora": setup.cfg.model.lora.enabled,
         "gradient_checkpointing": setup.cfg.model.gradient_checkpointing, **est.facts,
         "items": {i.key: {"phase": i.phase, "bytes": int(i.bytes), "gib": round(i.bytes / GIB, 3), "note": i.note}
                   for i in est.items},
@@ -377,19 +424,20 @@ def to_json(est: Estimate, suggestion: tuple[list[str], Estimate] | None) -> dic
         "peak_rollout_gib": round((est.phase("persistent") + est.phase("rollout") + est.overhead) / GIB, 3),
         "peak_training_gib": round((est.phase("persistent") + est.phase("training") + est.overhead) / GIB, 3),
         "peak_gib": round(est.peak / GIB, 3), "budget_gib": round(est.budget / GIB, 3), "fits": est.fits,
-        "suggestion": None if suggestion is None else
-        {"changes": suggestion[0], "peak_gib": round(suggestion[1].peak / GIB, 3)},
-        "verdict": verdict(est, suggestion),
+        "suggestions": [{"changes": changes, "gpus": fixed.setup.gpus, "peak_gib": round(fixed.peak / GIB, 3)}
+                        for changes, fixed in fixes],
+        "verdict": verdict(est, fixes),
     }
 
 
 def plan(cfg: Config, gpus: int = 1, gpu_mem_gib: float = 80.0, prompt_tokens: int | None = None,
-         overhead_gib: float = DEFAULT_OVERHEAD_GIB) -> tuple[Estimate, tuple[list[str], Estimate] | None]:
+         overhead_gib: float = DEFAULT_OVERHEAD_GIB) -> tuple[Estimate, list[Fix]]:
     """Estimate ``cfg`` under its ``trainer.strategy`` (ddp when the key is absent) and find a fix."""
     from mhpo_vl.models.sizes import model_spec
 
     spec = model_spec(cfg.model.name_or_path, cfg.model.trust_remote_code)
     setup = Setup(cfg, gpus=gpus, gpu_mem_gib=gpu_mem_gib, strategy=str(getattr(cfg.trainer, "strategy", "ddp")),
-                  prompt_tokens=prompt_tokens, overhead_gib=overhead_gib)
+                  prompt_tokens=prompt_tokens, overhead_gib=overhead_gib,
+                  offload=bool(getattr(cfg.trainer, "fsdp_cpu_offload", False)))
     est = estimate(setup, spec)
-    return est, (None if est.fits else suggest(setup, spec))
+    return est, ([] if est.fits else suggest(setup, spec))

@@ -54,6 +54,10 @@ def test_persistent_state_by_hand():
     assert fsdp.get("unsharded_rollout") == 1000 * 4
     kl = estimate(Setup(_cfg(**{"algo.kl_coef": 0.1}), gpus=2, strategy="fsdp2", overhead_gib=0), SPEC)
     assert kl.get("reference") == 2000
+    offload = estimate(Setup(_cfg(), gpus=2, strategy="fsdp2", overhead_gib=0, offload=True), SPEC)
+    assert offload.get("weights") == offload.get("gradients") == offload.get("optimizer") == 0
+    assert offload.facts["cpu_offload_bytes_per_process"] == (4000 + 3 * 3600) / 2
+    assert offload.get("fsdp_buffers") == fsdp.get("fsdp_buffers")
 
 
 def test_lora_counts_adapters_in_fp32_and_skips_the_frozen_tower():
@@ -123,14 +127,14 @@ def test_full_parameter_recipes_fit_8x80gb_only_sharded(name):
     assert estimate(Setup(cfg, gpus=8, gpu_mem_gib=80, strategy="fsdp2"), spec).fits
     ddp = Setup(cfg, gpus=8, gpu_mem_gib=80, strategy="ddp")
     assert not estimate(ddp, spec).fits
-    changes, fixed = suggest(ddp, spec)
+    (changes, fixed), *_ = suggest(ddp, spec)
     assert changes == ["trainer.strategy=fsdp2 (on the 8 GPUs)"] and fixed.fits
 
 
 def test_lora_recipe_fits_one_24gb_gpu():
     cfg = load_config(RECIPES / "qwen2_5_vl_3b_lora_mhpo.yaml")
     est, fix = plan(cfg, gpus=1, gpu_mem_gib=24)
-    assert est.fits and fix is None
+    assert est.fits and fix == []
 
 
 def test_cli_json_and_table(capsys):
@@ -139,7 +143,9 @@ def test_cli_json_and_table(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["fits"] is False and doc["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert {"weights", "gradients", "optimizer", "activations", "kv_cache", "logits"} <= set(doc["items"])
-    assert "fsdp2" in " ".join(doc["suggestion"]["changes"]) and doc["suggestion"]["peak_gib"] <= 80
+    first, *others = doc["suggestions"]
+    assert first["changes"][0].startswith("trainer.strategy=fsdp2 trainer.fsdp_cpu_offload=true")
+    assert [s["gpus"] for s in others][:1] == [4] and all(s["peak_gib"] <= 80 for s in doc["suggestions"])
     assert main(["plan", recipe, "--gpus", "8"]) == 0
     out = capsys.readouterr().out
     assert "gradients" in out and "KV cache" in out and out.strip().splitlines()[-1].startswith("DOES NOT FIT")
