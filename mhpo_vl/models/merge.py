@@ -118,15 +118,17 @@ def merge_lora(checkpoint: str | Path, out: str | Path, *, base: str | None = No
         if unexpected:
             raise UserError(f"{extra_path}: weights the model does not have (e.g. {unexpected[0]})")
     merged = model.merge_and_unload()
-    base_dir = _processor_dir(base)
+    # Processor/tokenizer files: the checkpoint's own copy when it has one, else the base model's.
+    files_dir = ckpt if (ckpt / "tokenizer_config.json").is_file() else _processor_dir(base)
+    base_dir = Path(base) if Path(base).is_dir() else files_dir
     target = _DTYPES[dtype] if dtype != "auto" else _saved_dtype(base_dir, torch.float32)
     merged = merged.to(target)
     merged.config.use_cache = True
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out))
-    copied = [name for name in PROCESSOR_FILES if (base_dir / name).is_file()]
+    copied = [name for name in PROCESSOR_FILES if (files_dir / name).is_file()]
     for name in copied:
-        shutil.copy2(base_dir / name, out / name)
+        shutil.copy2(files_dir / name, out / name)
     if "tokenizer_config.json" not in copied:
-        raise UserError(f"base model {base!r} has no tokenizer files in {base_dir}; pass --base DIR")
+        raise UserError(f"base model {base!r} has no tokenizer files in {files_dir}; pass --base DIR")
     return out
