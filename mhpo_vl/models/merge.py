@@ -74,14 +74,19 @@ def _processor_dir(base: str) -> Path:
         raise UserError(f"cannot fetch the processor files of base model {base!r} ({exc}); pass --base DIR") from None
 
 
-def _saved_dtype(base_dir: Path, model_dtype: torch.dtype) -> torch.dtype:
-    """The dtype the base model's config.json records (float32 when unknown)."""
-    try:
-        config = json.loads((base_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return model_dtype
-    name = config.get("dtype") or config.get("torch_dtype") or config.get("text_config", {}).get("dtype")
-    return _DTYPES.get(str(name), model_dtype)
+def _saved_dtype(base: str) -> torch.dtype:
+    """The dtype the base model's config records (float32 when it records none)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base)  # already fetched (or local) when the model loaded
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for candidate in (config, text):
+        value = getattr(candidate, "dtype", None) or getattr(candidate, "torch_dtype", None)
+        if isinstance(value, torch.dtype):
+            return value
+        if isinstance(value, str) and value in _DTYPES:
+            return _DTYPES[value]
+    return torch.float32
 
 
 def merge_lora(checkpoint: str | Path, out: str | Path, *, base: str | None = None, dtype: str = "auto",
@@ -120,8 +125,7 @@ def merge_lora(checkpoint: str | Path, out: str | Path, *, base: str | None = No
     merged = model.merge_and_unload()
     # Processor/tokenizer files: the checkpoint's own copy when it has one, else the base model's.
     files_dir = ckpt if (ckpt / "tokenizer_config.json").is_file() else _processor_dir(base)
-    base_dir = Path(base) if Path(base).is_dir() else files_dir
-    target = _DTYPES[dtype] if dtype != "auto" else _saved_dtype(base_dir, torch.float32)
+    target = _DTYPES[dtype] if dtype != "auto" else _saved_dtype(base)
     merged = merged.to(target)
     merged.config.use_cache = True
     out.mkdir(parents=True, exist_ok=True)
