@@ -17,9 +17,10 @@ import yaml
 from mhpo_vl.config import config_from_dict
 from mhpo_vl.errors import UserError
 from mhpo_vl.rewards import BatchScores
+from mhpo_vl.rewards.pool import get_pool
 from mhpo_vl.trainer.metrics import read_metrics
 from mhpo_vl.trainer.reward_faults import RewardFaults
-from mhpo_vl.trainer.rl import run_training
+from mhpo_vl.trainer.rl import RLTrainer
 from tests.mhpo_vl.trainer.distributed import free_port
 
 BIN = Path(sys.executable).parent
@@ -150,14 +151,19 @@ def test_training_survives_a_reward_that_hangs_on_a_third_of_the_samples(tiny_mo
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
 
 
-def test_training_stops_when_most_of_a_batch_fails(tiny_model_dir, easy_vqa_dir, tmp_path):
+def test_workers_are_warm_before_step_one_and_most_failing_stops_the_run(tiny_model_dir, easy_vqa_dir, tmp_path):
     user = tmp_path / "user_reward.py"
     user.write_text(HANGS_ON_A_THIRD)
     name = f"{user}:always_raises"
-    reward = {"components": {"accuracy": 1.0, name: 1.0}, "isolation": {name: "thread"}}
+    reward = {"components": {"accuracy": 1.0, name: 1.0}}
     cfg = config_from_dict(_recipe(tiny_model_dir("qwen2_5_vl"), easy_vqa_dir, tmp_path / "run", reward,
                                    max_reward_error_frac=0.5))
+    trainer = RLTrainer(cfg)
+    pool = next(c.pool for c in trainer.reward.components if c.name == name)
+    assert pool is not None and len(pool._idle) == pool.size  # user code: processes, started before step 1
+    assert len(get_pool()._idle) == get_pool().size  # math-verify workers too
     with pytest.raises(UserError, match=r"step 1: rewards failed on 6 of 6 samples \(100%; .*always_raises: "
                                         r"0 timeouts, 6 errors\)"):
-        run_training(cfg)
-    assert not (tmp_path / "run" / "metrics.jsonl").exists() or not read_metrics(tmp_path / "run" / "metrics.jsonl")
+        trainer.train()
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    assert not metrics.exists() or not read_metrics(metrics)
