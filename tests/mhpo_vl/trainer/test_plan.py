@@ -151,6 +151,18 @@ def test_cli_json_and_table(capsys):
     assert "gradients" in out and "KV cache" in out and out.strip().splitlines()[-1].startswith("DOES NOT FIT")
 
 
+def test_cli_reads_the_recipes_strategy_and_offload(capsys):
+    recipe = str(RECIPES / "qwen2_5_vl_7b_geo3k_mhpo.yaml")
+    assert main(["plan", recipe, "--gpus", "8", "--json", "trainer.strategy=fsdp2"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["strategy"] == "fsdp2" and doc["fits"] and doc["suggestions"] == []
+    assert main(["plan", recipe, "--gpus", "8", "--json", "trainer.strategy=fsdp2",
+                 "trainer.fsdp_cpu_offload=true"]) == 0
+    offloaded = json.loads(capsys.readouterr().out)
+    assert offloaded["fsdp_cpu_offload"] and offloaded["items"]["weights"]["bytes"] == 0
+    assert offloaded["peak_gib"] < doc["peak_gib"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--gpus", "0"], "--gpus: must be >= 1"),
     (["--gpu-mem", "-3"], "--gpu-mem: must be > 0"),
