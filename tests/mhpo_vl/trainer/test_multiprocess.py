@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mhpo_vl.trainer.metrics import read_metrics
+from tests.mhpo_vl.trainer.distributed import free_port
 
 
 @pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
@@ -22,7 +23,8 @@ def test_two_process_cpu_launch(tiny_model_dir, tmp_path):
     recipe = Path(__file__).resolve().parents[3] / "recipes" / "tiny_cpu_mhpo.yaml"
     run = tmp_path / "run"
     cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "mhpo_vl", "train",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), "-m", "mhpo_vl", "train",
            str(recipe), f"model.name_or_path={tiny_model_dir('qwen2_5_vl')}", f"data.train_dir={data}",
            "data.eval_dir=", f"trainer.output_dir={run}", "trainer.max_steps=2", "trainer.save_every=0",
            "rollout.prompts_per_step=4", "rollout.group_size=2", "rollout.max_new_tokens=3",
