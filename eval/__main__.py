@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="metric to compare: accuracy, pass@k, avg@k, extraction_failure_rate (default accuracy)")
     compare.add_argument("--plot", type=Path, default=Path("compare.png"), help="PNG path (default compare.png)")
 
+    view = sub.add_parser("view", help="write an HTML viewer of an output's samples",
+                          description="Write a static, offline page of an output's samples: prompt, images, "
+                          "extracted answer vs reference, filters per benchmark and subset; with --compare, "
+                          "two outputs side by side on the same ids. Open OUT/index.html in a browser.")
+    view.add_argument("output", type=Path, metavar="EVAL_DIR", help="an eval output directory")
+    view.add_argument("--compare", type=Path, metavar="EVAL_DIR2", help="a second output to show side by side")
+    view.add_argument("--data-dir", help="the benchmark data folder (as for run; default: the one recorded "
+                      "in results.json)")
+    view.add_argument("--out", type=Path, help="output directory (default EVAL_DIR/viewer)")
+    _add_benchmark_file(view)
+
     lst = sub.add_parser("list", help="list the shipped benchmarks",
                          description="List the shipped benchmarks; --details NAME shows one benchmark's prompt "
                                      "template, answer extraction, scoring protocol, metrics, k and sources.")
@@ -156,7 +167,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "score": _cmd_score, "compare": _cmd_compare, "list": _cmd_list}
+def _cmd_view(args: argparse.Namespace) -> int:
+    from eval.registry import load_user_files
+    from eval.view import view
+
+    outputs = [args.output] + ([args.compare] if args.compare else [])
+    page = view(outputs, args.out, data_dir=args.data_dir, extra_specs=load_user_files(args.benchmark_file))
+    print(f"viewer written to {page} (open it in a browser; it is offline and self-contained)")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "score": _cmd_score, "compare": _cmd_compare, "list": _cmd_list, "view": _cmd_view}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -183,7 +183,8 @@ def run(opts: RunOptions) -> dict:
             existing = _existing_samples(out, {n: s["n_samples"] for n, s in settings.items()})
         samples = [s for r in data[name] for s in existing.get((name, r["id"]), [])[: st["n_samples"]]]
         _, metrics = benchmark_metrics(spec, samples, {r["id"]: r for r in data[name]})
-        metrics.update({"response_length_unit": "tokens", "settings": st})
+        metrics.update({"response_length_unit": "tokens", "settings": st,
+                        "data_dir": str(Path(opts.data_dir).resolve()) if opts.data_dir else None})
         extra = {"extraction_note": EXTRACTION_NOTE, **({"judge": judge.info()} if judge is not None else {})}
         results = update_results(out, opts.model, {name: metrics}, extra)
     return results

@@ -109,7 +109,8 @@ def score_file(spec: BenchmarkSpec, *, data: Optional[str], responses: Path, out
               f"scoring the {len(records) - missing} that do", file=sys.stderr)
     scored = score_samples(samples, records, extractor=benchmark_extractor(spec, judge))
     scored, metrics = benchmark_metrics(spec, scored, records)
-    metrics.update({"n_missing": missing, "response_length_unit": "characters", "responses": str(responses)})
+    metrics.update({"n_missing": missing, "response_length_unit": "characters", "responses": str(responses),
+                    "data_dir": str(Path(data).resolve()) if data else None})
     extra = {"judge": judge.info()} if judge is not None else {}
     update_results(output, model_name, {spec.name: metrics}, {"extraction_note": EXTRACTION_NOTE, **extra})
     path = output / SAMPLES

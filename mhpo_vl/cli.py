@@ -102,6 +102,14 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from mhpo_vl.viewer import build_run_viewer
+
+    page = build_run_viewer(args.run_dir, args.out)
+    print(f"viewer written to {page} (open it in a browser; it is offline and self-contained)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help in the docs)."""
     from mhpo_vl.models.tiny import ARCHS
@@ -175,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dtype of the saved weights (default auto: the base model's own dtype)")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out directory")
     merge.set_defaults(func=_cmd_merge_lora)
+
+    view = sub.add_parser("view", help="write an HTML viewer of a run's logged rollouts",
+                          description="Write a static, offline viewer of a training run: config, curves and "
+                                      "the rollouts logged under RUN_DIR/rollouts (logging.rollouts_every), with "
+                                      "images and per-token colouring. Open OUT/index.html in a browser.")
+    view.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory (trainer.output_dir)")
+    view.add_argument("--out", help="output directory (default RUN_DIR/viewer)")
+    view.set_defaults(func=_cmd_view)
 
     tiny = sub.add_parser("tiny-model", help="build a tiny random model of a real architecture (offline)",
                           description="Build a randomly initialised model of a real Qwen architecture at tiny "

@@ -285,9 +285,14 @@ class LoggingConfig:
     tensorboard: bool = False
     wandb: bool = False
     wandb_project: str = "mhpo-vl"
+    # Logged rollouts for `mhpo-vl view`: every N steps (0 = off) the first `rollouts_per_step` prompts
+    # of the batch with all their responses go to RUN_DIR/rollouts/step_N.jsonl.
+    rollouts_every: int = 10
+    rollouts_per_step: int = 4
 
     def validate(self, path: str) -> None:
-        pass
+        _check(self.rollouts_every >= 0, f"{path}.rollouts_every", "must be >= 0 (0 = off)")
+        _check(self.rollouts_per_step >= 1, f"{path}.rollouts_per_step", "must be >= 1")
 
 
 @dataclass

@@ -30,6 +30,7 @@ from mhpo_vl.algos.losses import (
     sapo_loss,
 )
 from mhpo_vl.algos.summary import step_summary
+from mhpo_vl.algos.weights import TOKEN_WEIGHTS, WEIGHT_KINDS, token_weights
 
 __all__ = [
     "ADVANTAGES",
@@ -37,6 +38,8 @@ __all__ = [
     "HAZARDS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
+    "TOKEN_WEIGHTS",
+    "WEIGHT_KINDS",
     "aggregate",
     "cispo_loss",
     "compute_advantages",
@@ -54,5 +57,6 @@ __all__ = [
     "rloo_advantages",
     "sapo_loss",
     "step_summary",
+    "token_weights",
     "zero_variance_groups",
 ]

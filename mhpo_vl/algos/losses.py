@@ -56,9 +56,21 @@ def _ppo_clip(
     adv = batch.adv
     loss_t = torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high))
     with torch.no_grad():
-        high = masked_fraction((ratio > 1.0 + eps_high) & (adv > 0), batch.mask)
-        low = masked_fraction((ratio < 1.0 - eps_low) & (adv < 0), batch.mask)
-    return loss_t, {"clip_frac": high + low, "clip_frac_low": low, "clip_frac_high": high}
+        high, low = ppo_clipped(ratio, adv, eps_low, eps_high)
+    return loss_t, clip_metrics(high, low, batch.mask)
+
+
+def ppo_clipped(
+    ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(high, low) bool (B, T): tokens PPO's clip cuts off above (r > 1+e_high, A > 0) and below (r < 1-e_low, A < 0)."""
+    return (ratio > 1.0 + eps_high) & (adv > 0), (ratio < 1.0 - eps_low) & (adv < 0)
+
+
+def clip_metrics(high: torch.Tensor, low: torch.Tensor, mask: torch.Tensor) -> Metrics:
+    """clip_frac / clip_frac_low / clip_frac_high over valid tokens from (B, T) bool clip flags."""
+    high_frac, low_frac = masked_fraction(high, mask), masked_fraction(low, mask)
+    return {"clip_frac": high_frac + low_frac, "clip_frac_low": low_frac, "clip_frac_high": high_frac}
 
 
 def _sequence_log_ratio(values: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
@@ -66,6 +78,33 @@ def _sequence_log_ratio(values: torch.Tensor, batch: TokenBatch) -> torch.Tensor
     zero = torch.zeros((), dtype=values.dtype, device=values.device)
     total = torch.where(batch.mask, values, zero).sum(dim=-1, keepdim=True)
     return total / batch.mask.sum(dim=-1, keepdim=True).clamp(min=1)
+
+
+def gspo_log_ratio(batch: TokenBatch) -> torch.Tensor:
+    """GSPO-token's log s_t = log r_t - sg[log r_t] + sg[mean_t log r]: value the sequence's, gradient the token's. (B, T)"""
+    seq_log_ratio = _sequence_log_ratio(batch.log_ratio, batch).detach()
+    return batch.log_ratio - batch.log_ratio.detach() + seq_log_ratio
+
+
+def sapo_gate(batch: TokenBatch, tau_pos: float, tau_neg: float) -> torch.Tensor:
+    """SAPO's soft gate sigmoid(tau (r - 1)) * 4 / tau per token, tau = tau_pos where A > 0 else tau_neg. (B, T)"""
+    require_positive(tau_pos=tau_pos, tau_neg=tau_neg)
+    as_tensor = batch.adv.new_tensor
+    tau = torch.where(batch.adv > 0, as_tensor(tau_pos), as_tensor(tau_neg))
+    return torch.sigmoid(tau * (safe_ratio(batch.log_ratio) - 1.0)) * (4.0 / tau)
+
+
+def cispo_bounds(clip_eps_low: Optional[float], clip_eps_high: float) -> tuple[float, float]:
+    """CISPO's IS-weight bounds (lo, 1 + e_high); lo = 0 unless ``clip_eps_low`` is given (then 1 - e_low)."""
+    eps_low, eps_high = clip_bounds(None, 1.0 if clip_eps_low is None else clip_eps_low, clip_eps_high)
+    return max(0.0, 1.0 - eps_low), 1.0 + eps_high
+
+
+def gmpo_clipped(
+    log_r: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(high, low) bool (B, T): tokens GMPO's log-space clip cuts off (log r > e_high with A > 0, < -e_low with A < 0)."""
+    return (log_r > eps_high) & (adv > 0), (log_r < -eps_low) & (adv < 0)
 
 
 class _LogFidelityModulator(torch.autograd.Function):
@@ -85,6 +124,32 @@ class _LogFidelityModulator(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         return grad / torch.cosh(x / ctx.c).square(), None
+
+
+def mhpo_terms(
+    log_ratio: torch.Tensor, *, c: float, k_pos: float, lam_pos: float, k_neg: float, lam_neg: float,
+    dhp_normalize: bool, lfm: bool, dhp: bool, hazard: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MHPO's (psi, zeta), each (B, T): psi = c tanh(log r / c) (LFM; log r when ``lfm=False``) keeps the
+    gradient; zeta = hazard(sg[psi]) (DHP; 0 when ``dhp=False``) is a constant for the backward pass."""
+    require_positive(c=c, k_pos=k_pos, lam_pos=lam_pos, k_neg=k_neg, lam_neg=lam_neg)
+    hazard_fn = get_hazard(hazard)
+    psi = _LogFidelityModulator.apply(log_ratio, float(c)) if lfm else log_ratio
+    zeta = torch.zeros_like(psi)
+    if dhp:
+        zeta = hazard_fn(psi.detach(), k_pos, lam_pos, k_neg, lam_neg)
+        if dhp_normalize:
+            zeta = zeta - hazard_fn(torch.zeros((), dtype=psi.dtype, device=psi.device), k_pos, lam_pos, k_neg, lam_neg)
+    return psi, zeta
+
+
+def mhpo_weight(psi: torch.Tensor, zeta: torch.Tensor) -> torch.Tensor:
+    """exp(psi - zeta), the factor MHPO applies to -A per token (B, T).
+
+    One exponent, never exp(psi) * exp(-zeta). The clamp binds only when neither LFM nor DHP bounds
+    the exponent (both switched off, or a hazard growing slower than linearly).
+    """
+    return torch.exp((psi - zeta).clamp(max=LOG_RATIO_CLAMP))
 
 
 def mhpo_loss(
@@ -114,18 +179,10 @@ def mhpo_loss(
     lfm_saturated_frac (|psi| > 0.9 c), hazard_weight_mean (mean applied exp(-zeta)).
     """
     check_agg(agg)
-    require_positive(c=c, k_pos=k_pos, lam_pos=lam_pos, k_neg=k_neg, lam_neg=lam_neg)
-    hazard_fn = get_hazard(hazard)
     batch = prepare(logp, old_logp, advantages, mask)
-    psi = _LogFidelityModulator.apply(batch.log_ratio, float(c)) if lfm else batch.log_ratio
-    zeta = torch.zeros_like(psi)
-    if dhp:
-        zeta = hazard_fn(psi.detach(), k_pos, lam_pos, k_neg, lam_neg)
-        if dhp_normalize:
-            zeta = zeta - hazard_fn(torch.zeros((), dtype=psi.dtype, device=psi.device), k_pos, lam_pos, k_neg, lam_neg)
-    # One exponent, never exp(psi) * exp(-zeta). The clamp binds only when neither LFM nor DHP
-    # bounds the exponent (both switched off, or a hazard growing slower than linearly).
-    loss_t = -torch.exp((psi - zeta).clamp(max=LOG_RATIO_CLAMP)) * batch.adv
+    psi, zeta = mhpo_terms(batch.log_ratio, c=c, k_pos=k_pos, lam_pos=lam_pos, k_neg=k_neg, lam_neg=lam_neg,
+                           dhp_normalize=dhp_normalize, lfm=lfm, dhp=dhp, hazard=hazard)
+    loss_t = -mhpo_weight(psi, zeta) * batch.adv
     with torch.no_grad():
         metrics = {
             "lfm_saturated_frac": masked_fraction(psi.abs() > 0.9 * c, batch.mask),
@@ -217,9 +274,7 @@ def gspo_loss(
     check_agg(agg)
     eps_low, eps_high = clip_bounds(None, clip_eps_low, clip_eps_high)
     batch = prepare(logp, old_logp, advantages, mask)
-    seq_log_ratio = _sequence_log_ratio(batch.log_ratio, batch).detach()
-    log_s = batch.log_ratio - batch.log_ratio.detach() + seq_log_ratio
-    loss_t, metrics = _ppo_clip(safe_ratio(log_s), batch, eps_low, eps_high)
+    loss_t, metrics = _ppo_clip(safe_ratio(gspo_log_ratio(batch)), batch, eps_low, eps_high)
     return _finish(loss_t, batch, agg, max_len, metrics)
 
 
@@ -239,11 +294,8 @@ def sapo_loss(
     tau = tau_pos where A > 0, else tau_neg. The 4/tau factor makes d gate / d r = 1 at r = 1.
     """
     check_agg(agg)
-    require_positive(tau_pos=tau_pos, tau_neg=tau_neg)
     batch = prepare(logp, old_logp, advantages, mask)
-    as_tensor = batch.adv.new_tensor
-    tau = torch.where(batch.adv > 0, as_tensor(tau_pos), as_tensor(tau_neg))
-    gate = torch.sigmoid(tau * (safe_ratio(batch.log_ratio) - 1.0)) * (4.0 / tau)
+    gate = sapo_gate(batch, tau_pos, tau_neg)
     loss_t = -gate * batch.adv
     return _finish(loss_t, batch, agg, max_len, {"gate_mean": masked_mean(gate.detach(), batch.mask)})
 
@@ -264,14 +316,11 @@ def cispo_loss(
     lo = 0 (no lower clip) unless ``clip_eps_low`` is given (then 1 - clip_eps_low).
     """
     check_agg(agg)
-    eps_low, eps_high = clip_bounds(None, 1.0 if clip_eps_low is None else clip_eps_low, clip_eps_high)
-    lower = max(0.0, 1.0 - eps_low)
+    lower, upper = cispo_bounds(clip_eps_low, clip_eps_high)
     batch = prepare(logp, old_logp, advantages, mask)
     ratio = safe_ratio(batch.log_ratio).detach()
-    loss_t = -ratio.clamp(lower, 1.0 + eps_high) * batch.adv * batch.logp
-    high = masked_fraction(ratio > 1.0 + eps_high, batch.mask)
-    low = masked_fraction(ratio < lower, batch.mask)
-    return _finish(loss_t, batch, agg, max_len, {"clip_frac": high + low, "clip_frac_low": low, "clip_frac_high": high})
+    loss_t = -ratio.clamp(lower, upper) * batch.adv * batch.logp
+    return _finish(loss_t, batch, agg, max_len, clip_metrics(ratio > upper, ratio < lower, batch.mask))
 
 
 def gmpo_loss(
@@ -300,9 +349,8 @@ def gmpo_loss(
     seq_ratio = safe_ratio(_sequence_log_ratio(clipped, batch))
     loss_t = -batch.adv * seq_ratio
     with torch.no_grad():
-        high = masked_fraction((log_r > eps_high) & (batch.adv > 0), batch.mask)
-        low = masked_fraction((log_r < -eps_low) & (batch.adv < 0), batch.mask)
-    return _finish(loss_t, batch, agg, max_len, {"clip_frac": high + low, "clip_frac_low": low, "clip_frac_high": high})
+        high, low = gmpo_clipped(log_r, batch.adv, eps_low, eps_high)
+    return _finish(loss_t, batch, agg, max_len, clip_metrics(high, low, batch.mask))
 
 
 POLICY_LOSSES: dict[str, PolicyLoss] = {

@@ -46,6 +46,7 @@ from mhpo_vl.trainer.metrics import (
 from mhpo_vl.trainer.parallel import Parallel
 from mhpo_vl.trainer.plots import plot_metrics
 from mhpo_vl.trainer.reward_faults import RewardFaults
+from mhpo_vl.trainer.rollout_log import rollout_logger_for
 from mhpo_vl.trainer.setup import (
     ensure_dir,
     load_eval_records,
@@ -123,6 +124,8 @@ class RLTrainer:
         self.backend = HFRolloutBackend(self.processor)
         self.sampler = PromptSampler(len(self.dataset), cfg.trainer.seed, cfg.data.shuffle,
                                      self.accelerator.process_index, self.accelerator.num_processes)
+        self.rollout_log = rollout_logger_for(cfg, self.run_dir, self.tokenizer, self.hparams,
+                                              self.accelerator.is_main_process)
         self.step = 0
         self.bad_in_a_row = 0
         self.skipped_total = 0
@@ -256,6 +259,7 @@ class RLTrainer:
             inputs = build_sequence_inputs(rollout, self.model, self.vision_start_id, reuse_vision=self.reuse_vision)
         old_logp, ref_logp = self._old_and_ref_logprobs(rollout, inputs)
         mask = rollout.response_mask.to(device)
+        recorder = self.rollout_log.recorder(self.step + 1, rollout) if self.rollout_log is not None else None
         self.model.train()
         with self.accelerator.autocast():
             result = policy_update(
@@ -267,7 +271,11 @@ class RLTrainer:
                 micro_batch_size=cfg.trainer.micro_batch_size, grad_clip=cfg.trainer.grad_clip,
                 ref_logp=ref_logp, kl_coef=cfg.algo.kl_coef, kl_estimator=cfg.algo.kl_estimator,
                 no_sync=self.parallel.no_sync(self.model), all_true=self.parallel.all_true,
+                token_sink=recorder,
             )
+        if recorder is not None:
+            self.rollout_log.submit(recorder, rollout, rewards=rewards, components=components, accuracy=accuracy,
+                                    advantages=advantages, old_logp=old_logp)
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self._track_bad_steps(result)
@@ -366,6 +374,8 @@ class RLTrainer:
             bar.close()
             if logger is not None:
                 logger.close()
+            if self.rollout_log is not None:
+                self.rollout_log.close()
         if not (cfg.trainer.save_every and self.step % cfg.trainer.save_every == 0):
             self.save()
         return self._finish(time.perf_counter() - t0)

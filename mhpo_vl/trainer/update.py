@@ -72,8 +72,13 @@ def policy_update(
     kl_estimator: str = "k3",
     no_sync: Callable[[], Any] | None = None,
     all_true: Callable[[torch.Tensor], bool] = bool,
+    token_sink: Callable[[slice, torch.Tensor, torch.Tensor | None], None] | None = None,
 ) -> UpdateResult:
-    """Run the optimizer steps for one rollout. Shapes: response_ids/mask/old_logp (N, T), advantages (N,)."""
+    """Run the optimizer steps for one rollout. Shapes: response_ids/mask/old_logp (N, T), advantages (N,).
+
+    ``token_sink(rows, logp, entropy)``, when given, sees every micro-batch's (rows, T) log-probs and
+    entropies (e.g. to log rollouts); it must not keep the graph.
+    """
     result = UpdateResult()
     n = response_ids.shape[0]
     device = response_ids.device
@@ -90,6 +95,8 @@ def policy_update(
                 sync = no_sync() if (no_sync is not None and k < len(micros) - 1) else contextlib.nullcontext()
                 with sync:
                     logp, entropy = token_logprobs(model, part, response_ids[rows], temperature, with_entropy=True)
+                    if token_sink is not None:
+                        token_sink(rows, logp, entropy)
                     loss, metrics = loss_fn(logp, old_logp[rows], advantages[rows], mask[rows], **hparams)
                     if kl_coef > 0 and ref_logp is not None:
                         kl = aggregate(kl_penalty(logp, ref_logp[rows], kl_estimator, mask=mask[rows]), mask[rows], agg)
