@@ -2,7 +2,7 @@
 
     python scripts/viewer_screenshots.py --work runs/viewer_shots --out docs/viewer
 
-tiny Qwen2.5-VL model -> easy-vqa data -> short SFT warm start (answer format) -> 6 MHPO steps with
+tiny Qwen2.5-VL model -> easy-vqa data -> short SFT warm start (answer format) -> 8 MHPO steps with
 PPO epochs 2 (so log r and the hazard weight move) logging every step -> `mhpo-vl view`; eval of the
 random and the warm-started model on held-out prompts -> `mhpo-eval view` (one, and both side by side);
 each page screenshotted in headless Chromium (`mhpo_vl.viewer.browser`) and saved as a small PNG.
@@ -20,12 +20,12 @@ from PIL import Image
 
 RECIPE = """\
 model: {{name_or_path: {model}, min_pixels: 7056, max_pixels: 7056}}
-data: {{train_dir: {data}, prompt_template: plain, max_prompt_tokens: 128}}
-rollout: {{prompts_per_step: 4, group_size: 6, max_new_tokens: 6, temperature: 1.0}}
-algo: {{name: mhpo, ppo_epochs: 2, mini_batch_size: 12}}
+data: {{train_dir: {data}, train_split: rl, prompt_template: plain, max_prompt_tokens: 128}}
+rollout: {{prompts_per_step: 3, group_size: 6, max_new_tokens: 6, temperature: 1.0}}
+algo: {{name: mhpo, ppo_epochs: 2, mini_batch_size: 9}}
 reward: {{components: {{accuracy: 0.9, format_reward: 0.1}}}}
-trainer: {{output_dir: {run}, max_steps: 6, lr: 3.0e-4, lr_schedule: constant, mixed_precision: "no", seed: 0}}
-sft: {{output_dir: {sft}, max_steps: 80, batch_size: 32, lr: 1.0e-3, target_template: "<answer>{{answer}}</answer>"}}
+trainer: {{output_dir: {run}, max_steps: 8, lr: 3.0e-4, lr_schedule: constant, mixed_precision: "no", seed: 0}}
+sft: {{output_dir: {sft}, max_steps: 20, batch_size: 32, lr: 1.0e-3, target_template: "<answer>{{answer}}</answer>"}}
 logging: {{progress_bar: false, plots: false, rollouts_every: 1, rollouts_per_step: 2}}
 """
 
@@ -53,7 +53,9 @@ def main() -> int:
     model, data, bench = work / "model", work / "bench" / "easy_vqa", work / "bench"
     if not (model / "config.json").is_file():
         sh(str(bin_dir / "mhpo-vl"), "tiny-model", "--arch", "qwen2_5_vl", "--out", str(model))
-    for split, n in (("train", 12), ("test", 10)):
+    # SFT on `train` (a short warm start: some answers right, some wrong); RL on 6 other prompts, so
+    # prompts come back every other step and the side-by-side view has pairs; eval on `test`.
+    for split, n in (("train", 48), ("rl", 6), ("test", 10)):
         if not (data / f"{split}.jsonl").is_file():
             sh(py, "-m", "data_prep", "synthetic", "--task", "easy_vqa", "--n", str(n), "--image-size", "84",
                "--split", split, "--output", str(data))
@@ -61,7 +63,8 @@ def main() -> int:
     recipe = work / "recipe.yaml"
     recipe.write_text(RECIPE.format(model=sft, data=data, run=run, sft=sft))
     if not (sft / "config.json").is_file():
-        sh(str(bin_dir / "mhpo-vl"), "sft", str(recipe), f"model.name_or_path={model}", "model.freeze_vision_tower=false")
+        sh(str(bin_dir / "mhpo-vl"), "sft", str(recipe), f"model.name_or_path={model}", "model.freeze_vision_tower=false",
+           "data.train_split=train")
     sh(str(bin_dir / "mhpo-vl"), "train", str(recipe), f"trainer.output_dir={run}")
     sh(str(bin_dir / "mhpo-vl"), "view", str(run))
     evals = {}
@@ -75,7 +78,7 @@ def main() -> int:
        "--out", str(work / "eval" / "compare_view"))
     shots = {
         "run.png": (run / "viewer" / "index.html", "#color=log_ratio", 1400),
-        "run_weight.png": (run / "viewer" / "index.html", "#color=weight&step=4", 1100),
+        "run_weight.png": (run / "viewer" / "index.html", "#color=weight&step=6", 1100),
         "run_compare.png": (run / "viewer" / "index.html", "#view=compare&color=weight", 900),
         "eval.png": (evals["sft_warm_start"] / "viewer" / "index.html", "", 1000),
         "eval_compare.png": (work / "eval" / "compare_view" / "index.html", "#filter=differ", 1000),

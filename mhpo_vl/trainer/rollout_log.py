@@ -24,6 +24,7 @@ import math
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,16 @@ class TokenRecorder:
         self.rows = rows
         self.logp: dict[int, torch.Tensor] = {}
         self.entropy: dict[int, torch.Tensor] = {}
+        self.seconds = 0.0  # time spent in the training thread
 
     def __call__(self, rows: slice, logp: torch.Tensor, entropy: torch.Tensor | None) -> None:
+        t0 = time.perf_counter()
         for row in self.rows:
             if rows.start <= row < rows.stop:
                 self.logp[row] = logp[row - rows.start].detach().clone()
                 if entropy is not None:
                     self.entropy[row] = entropy[row - rows.start].detach().clone()
+        self.seconds += time.perf_counter() - t0
 
 
 @dataclass
@@ -99,6 +103,8 @@ class RolloutLogger:
         self._thread: threading.Thread | None = None
         self.written: list[Path] = []
         self.failures = 0
+        self.main_seconds = 0.0  # training-thread time (recorder + submit), for the overhead benchmark
+        self.writer_seconds = 0.0  # background-thread time
 
     def wants(self, step: int) -> bool:
         return self.every > 0 and self.per_step > 0 and step % self.every == 0
@@ -115,6 +121,7 @@ class RolloutLogger:
                components: dict[str, list[float]], accuracy: list[float], advantages: torch.Tensor,
                old_logp: torch.Tensor) -> None:
         """Queue one step's logged rows (cheap: slices and clones; the writer does the rest)."""
+        t0 = time.perf_counter()
         rows, g = recorder.rows, rollout.group_size
         index = torch.tensor(rows, dtype=torch.long)
 
@@ -142,6 +149,7 @@ class RolloutLogger:
             self._thread = threading.Thread(target=self._work, name="rollout-log", daemon=True)
             self._thread.start()
         self._queue.put(job)
+        self.main_seconds += recorder.seconds + time.perf_counter() - t0
 
     def close(self) -> None:
         """Write everything queued, then stop the writer."""
@@ -153,6 +161,7 @@ class RolloutLogger:
     # ------------------------------------------------------------------ writer thread
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
+            t0 = time.perf_counter()
             try:
                 path = step_file(self.dir.parent, job.step)
                 _write_atomic(path, "".join(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n"
@@ -161,6 +170,7 @@ class RolloutLogger:
             except Exception as exc:  # a logging failure must never stop training
                 self.failures += 1
                 log.warning("rollout log of step %d not written: %s: %s", job.step, type(exc).__name__, exc)
+            self.writer_seconds += time.perf_counter() - t0
 
     def _lines(self, job: _Job) -> list[dict[str, Any]]:
         mask = job.mask.cpu().bool()
