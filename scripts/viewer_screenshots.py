@@ -11,6 +11,7 @@ each page screenshotted in headless Chromium (`mhpo_vl.viewer.browser`) and save
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,19 @@ def shrink(png: Path) -> None:
     Image.open(png).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
 
 
+def moving_prompt(run: Path) -> tuple[int, str, int]:
+    """(step, prompt id, another step of that prompt) where log r moved most: the interesting picture."""
+    lines = [json.loads(x) for p in (run / "rollouts").glob("step_*.jsonl") for x in p.read_text().splitlines()]
+
+    def moved(line: dict) -> float:
+        return max((abs(v) for r in line["responses"] for v in r.get("log_ratio") or [] if v is not None), default=0.0)
+
+    repeated = [x for x in lines if sum(y["id"] == x["id"] for y in lines) > 1] or lines
+    best = max(repeated, key=moved)
+    others = sorted(y["step"] for y in lines if y["id"] == best["id"] and y["step"] != best["step"])
+    return best["step"], best["id"], (others[0] if others else best["step"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/viewer_shots"), help="scratch directory")
@@ -65,21 +79,24 @@ def main() -> int:
     if not (sft / "config.json").is_file():
         sh(str(bin_dir / "mhpo-vl"), "sft", str(recipe), f"model.name_or_path={model}", "model.freeze_vision_tower=false",
            "data.train_split=train")
-    sh(str(bin_dir / "mhpo-vl"), "train", str(recipe), f"trainer.output_dir={run}")
+    if not (run / "summary.json").is_file():
+        sh(str(bin_dir / "mhpo-vl"), "train", str(recipe), f"trainer.output_dir={run}")
     sh(str(bin_dir / "mhpo-vl"), "view", str(run))
     evals = {}
     for name, path in (("random_init", model), ("sft_warm_start", sft)):
         evals[name] = work / "eval" / name
         sh(str(bin_dir / "mhpo-eval"), "run", "--model", str(path), "--benchmarks", "easy_vqa", "--data-dir",
            str(bench), "--output", str(evals[name]), "--n-samples", "2", "--temperature", "1.0",
-           "--max-new-tokens", "6", "--min-pixels", "7056", "--max-pixels", "7056", "--no-progress", "--overwrite")
+           "--max-new-tokens", "6", "--template", "plain", "--min-pixels", "7056", "--max-pixels", "7056",
+           "--no-progress")
     sh(str(bin_dir / "mhpo-eval"), "view", str(evals["sft_warm_start"]))
     sh(str(bin_dir / "mhpo-eval"), "view", str(evals["random_init"]), "--compare", str(evals["sft_warm_start"]),
        "--out", str(work / "eval" / "compare_view"))
+    step, pid, other = moving_prompt(run)
     shots = {
-        "run.png": (run / "viewer" / "index.html", "#color=log_ratio", 1400),
-        "run_weight.png": (run / "viewer" / "index.html", "#color=weight&step=6", 1100),
-        "run_compare.png": (run / "viewer" / "index.html", "#view=compare&color=weight", 900),
+        "run.png": (run / "viewer" / "index.html", f"#color=log_ratio&step={step}", 1400),
+        "run_weight.png": (run / "viewer" / "index.html", f"#color=weight&step={step}", 1100),
+        "run_compare.png": (run / "viewer" / "index.html", f"#view=compare&color=log_ratio&id={pid}&a={other}&b={step}", 900),
         "eval.png": (evals["sft_warm_start"] / "viewer" / "index.html", "", 1000),
         "eval_compare.png": (work / "eval" / "compare_view" / "index.html", "#filter=differ", 1000),
     }

@@ -101,6 +101,11 @@ def _config_rows(cfg: dict[str, Any], history: list[dict[str, Any]], meta: dict[
     return [(k, v) for k, v in rows if v not in (None, "None x None")]
 
 
+def _own_file(path: Path) -> bool:
+    """A regular file of the run itself (a symlink could point anywhere: not read)."""
+    return path.is_file() and not path.is_symlink()
+
+
 def build_run_viewer(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the run's viewer; returns the path of ``index.html``."""
     run = Path(run_dir)
@@ -108,17 +113,20 @@ def build_run_viewer(run_dir: str | Path, out: str | Path | None = None) -> Path
         raise UserError(f"run directory not found: {run}")
     config_path, metrics_path = run / "config.yaml", run / "metrics.jsonl"
     steps = read_steps(run)
-    if not (config_path.is_file() or metrics_path.is_file() or steps):
+    if not (_own_file(config_path) or _own_file(metrics_path) or steps):
         raise UserError(f"{run} is not a training run directory (no config.yaml, metrics.jsonl or rollouts/)")
     out_dir = Path(out) if out else run / "viewer"
-    config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
+    config_text = config_path.read_text(encoding="utf-8") if _own_file(config_path) else ""
     try:
         cfg = yaml.safe_load(config_text) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{config_path}: not valid YAML ({exc})") from None
-    history = read_metrics(metrics_path) if metrics_path.is_file() else []
+    history = read_metrics(metrics_path) if _own_file(metrics_path) else []
     meta_path = run / ROLLOUTS_DIR / "meta.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if _own_file(meta_path) else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{meta_path}: invalid JSON ({exc.msg})") from None
     images_src = run / ROLLOUTS_DIR / IMAGES_DIR
     for step in steps:
         for prompt in step["prompts"]:
