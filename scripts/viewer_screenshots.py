@@ -98,7 +98,7 @@ def main() -> int:
         "run_weight.png": (run / "viewer" / "index.html", f"#color=weight&step={step}", 1100),
         "run_compare.png": (run / "viewer" / "index.html", f"#view=compare&color=log_ratio&id={pid}&a={other}&b={step}", 900),
         "eval.png": (evals["sft_warm_start"] / "viewer" / "index.html", "", 1000),
-        "eval_compare.png": (work / "eval" / "compare_view" / "index.html", "#filter=differ", 1000),
+        "eval_compare.png": (work / "eval" / "compare_view" / "index.html", "", 1000),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     for name, (page, fragment, height) in shots.items():
