@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-prompt-tokens", type=_positive_int, default=8192,
                      help="longest prompt in tokens, image tokens included; longer ones are an error (default 8192)")
     run.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    run.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                     help="generation engine: hf (transformers generate) or vllm (needs `make setup-vllm`; "
+                          "--device is then vLLM's choice) (default hf)")
     run.add_argument("--overwrite", action="store_true", help="discard earlier results in --output")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_benchmark_file(run)
@@ -122,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, template=args.template,
         system_prompt=args.system_prompt, lora=args.lora, dtype=args.dtype, device=args.device,
         min_pixels=args.min_pixels, max_pixels=args.max_pixels, max_prompt_tokens=args.max_prompt_tokens,
-        judge_model=args.judge_model, seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress,
+        judge_model=args.judge_model, seed=args.seed, backend=args.backend, overwrite=args.overwrite, progress=not args.no_progress,
         extra_specs=load_user_files(args.benchmark_file)))
     from eval.report import render_markdown
 

@@ -8,6 +8,7 @@ disk are skipped; a cut-off last line is dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections import defaultdict
@@ -54,6 +55,7 @@ class RunOptions:
     max_prompt_tokens: int = 8192
     judge_model: Optional[str] = None
     seed: int = 0
+    backend: str = "hf"
     overwrite: bool = False
     progress: bool = True
     extra_specs: dict[str, BenchmarkSpec] = field(default_factory=dict)
@@ -142,6 +144,29 @@ def _load_model(opts: RunOptions) -> tuple[Any, Any]:
     return model.to(device).eval(), processor
 
 
+def _load_vllm(opts: RunOptions, max_model_len: int) -> tuple[Any, Any, Any]:
+    """(None or the merged LoRA model, processor, a vLLM backend on --model): generation runs in vLLM.
+
+    With --lora the adapter is merged on the HF model and its weights are pushed into the engine.
+    """
+    from mhpo_vl.config import ModelConfig, VLLMConfig
+    from mhpo_vl.models import load_processor
+    from mhpo_vl.rollout.vllm import VLLMRolloutBackend
+    from mhpo_vl.rollout.weights import engine_weights
+
+    kwargs = {k: v for k, v in {"min_pixels": opts.min_pixels, "max_pixels": opts.max_pixels}.items() if v}
+    cfg = ModelConfig(name_or_path=opts.model, dtype=opts.dtype, **kwargs)
+    cfg.validate("model")
+    processor = load_processor(cfg)
+    backend = VLLMRolloutBackend(opts.model, processor, VLLMConfig(), max_model_len=max_model_len, seed=opts.seed,
+                                 dtype=opts.dtype, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+    model = None
+    if opts.lora:
+        model, _ = _load_model(dataclasses.replace(opts, device="cpu"))
+        backend.sync_weights(engine_weights(model.state_dict().items(), model, only_trainable=False))
+    return model, processor, backend
+
+
 def run(opts: RunOptions) -> dict:
     """Run (or resume) the evaluation described by ``opts``; returns the results dict."""
     check_model_paths(opts.model, opts.lora)
@@ -160,9 +185,13 @@ def run(opts: RunOptions) -> dict:
     write_json(out / RUN_CONFIG, _check_config(out, opts, settings, done_names & set(settings)))
 
     todo = {s.name: [r for r in data[s.name] if (s.name, r["id"]) not in existing] for s in specs}
-    model = processor = judge = None
+    model = processor = judge = backend = None
     if any(todo.values()):
-        model, processor = _load_model(opts)
+        if opts.backend == "vllm":
+            longest = max(settings[name]["max_new_tokens"] for name, rows in todo.items() if rows)
+            model, processor, backend = _load_vllm(opts, opts.max_prompt_tokens + longest)
+        else:
+            model, processor = _load_model(opts)
         judge = LocalJudge(opts.judge_model) if opts.judge_model else None
     import torch
 
@@ -176,7 +205,7 @@ def run(opts: RunOptions) -> dict:
                      top_p=st["top_p"], max_new_tokens=st["max_new_tokens"], batch_size=opts.batch_size,
                      template=resolve_template(st["template"]), system_prompt=st["system_prompt"],
                      max_prompt_tokens=opts.max_prompt_tokens,
-                     extractor=benchmark_extractor(spec, judge),
+                     extractor=benchmark_extractor(spec, judge), backend=backend,
                      on_batch=lambda rows, name=name, protocol=protocol, by_id=by_id: append_jsonl(
                          out / SAMPLES, [{"benchmark": name, **r} for r in apply_protocol(protocol, rows, by_id)]),
                      progress=opts.progress, desc=name)

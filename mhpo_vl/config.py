@@ -86,10 +86,32 @@ class DataConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """The colocated vLLM engine (``rollout.backend: vllm``); see README "vLLM rollouts"."""
+
+    gpu_memory_utilization: float = 0.5      # share of GPU memory for vLLM (weights + KV cache); GPU only
+    tensor_parallel_size: int = 1            # GPUs per engine; each rank (or TP group) runs its own engine
+    max_model_len: int = 0                   # 0 = data.max_prompt_tokens + rollout.max_new_tokens
+    max_num_seqs: int = 256                  # sequences decoded together
+    max_images_per_prompt: int = 4           # vLLM's limit_mm_per_prompt for images (video is off)
+    enable_sleep_mode: bool = True           # GPU: free the engine's memory while training (sleep level 1)
+    enforce_eager: bool = False              # GPU: true skips CUDA graphs (always eager on CPU)
+    cpu_kvcache_space_gb: float = 1.0        # CPU: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
+
+    def validate(self, path: str) -> None:
+        _check(0 < self.gpu_memory_utilization <= 1, f"{path}.gpu_memory_utilization", "must be in (0, 1]")
+        _check(self.tensor_parallel_size >= 1, f"{path}.tensor_parallel_size", "must be >= 1")
+        _check(self.max_model_len >= 0, f"{path}.max_model_len", "must be >= 0 (0 = automatic)")
+        _check(self.max_num_seqs >= 1, f"{path}.max_num_seqs", "must be >= 1")
+        _check(self.max_images_per_prompt >= 0, f"{path}.max_images_per_prompt", "must be >= 0")
+        _check(self.cpu_kvcache_space_gb > 0, f"{path}.cpu_kvcache_space_gb", "must be > 0")
+
+
+@dataclass
 class RolloutConfig:
     """Grouped sampling: G responses for each of ``prompts_per_step`` prompts."""
 
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf", "vllm"] = "hf"    # hf: transformers generate; vllm: a colocated vLLM engine
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 256
@@ -99,8 +121,10 @@ class RolloutConfig:
     stop_strings: list[str] = field(default_factory=list)
     eval_temperature: float = 0.0
     eval_batch_size: int = 64
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def validate(self, path: str) -> None:
+        self.vllm.validate(f"{path}.vllm")
         _check(self.prompts_per_step >= 1, f"{path}.prompts_per_step", "must be >= 1")
         _check(self.group_size >= 2, f"{path}.group_size", "must be >= 2 (group-relative advantages)")
         _check(self.max_new_tokens >= 1, f"{path}.max_new_tokens", "must be >= 1")
@@ -148,8 +172,13 @@ class AlgoConfig:
     mini_batch_size: int = 0
     dynamic_sampling: bool = False
     dynamic_sampling_max_tries: int = 3
+    # Rollout/training mismatch (rollout.backend: vllm): importance weights pi_trainer / pi_sampler,
+    # truncated per token (token_tis) or masking whole responses outside [1/cap, cap] (seq_mis).
+    rollout_is: Literal["none", "token_tis", "seq_mis"] = "token_tis"
+    rollout_is_cap: float = 2.0
 
     def validate(self, path: str) -> None:
+        _check(self.rollout_is_cap > 1, f"{path}.rollout_is_cap", "must be > 1")
         _check(self.kl_coef >= 0, f"{path}.kl_coef", "must be >= 0")
         _check(self.ppo_epochs >= 1, f"{path}.ppo_epochs", "must be >= 1")
         _check(self.mini_batch_size >= 0, f"{path}.mini_batch_size", "must be >= 0 (0 = whole batch)")

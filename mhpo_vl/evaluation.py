@@ -218,7 +218,8 @@ def evaluate(
     (``temperature == 0``) generates once and repeats the response ``n_samples`` times. ``on_batch``
     gets each finished batch's samples (the eval CLI appends them to disk, for resuming).
 
-    ``backend`` is a rollout backend (``mhpo_vl.rollout``; default: HF ``generate``).
+    ``backend`` is a rollout backend (``mhpo_vl.rollout``; default: HF ``generate``). A vLLM backend
+    generates with its own engine, so ``model`` may then be None.
 
     Returns ``(samples, metrics)``: one dict per sample ``{"id", "sample", "response",
     "response_length", "extracted", "score", "correct"}`` in record order, and ``summarize``'s metrics.
@@ -244,7 +245,8 @@ def evaluate(
     order = sorted(records, key=_length_key, reverse=True)
     by_id: dict[str, list[dict]] = {}
     was_training = bool(getattr(model, "training", False))
-    model.eval()
+    if model is not None:  # None with a backend that holds its own weights (vLLM)
+        model.eval()
     bar = tqdm(total=len(order), desc=desc, unit="prompt", disable=not progress, leave=False)
     try:
         for start in range(0, len(order), batch_size):

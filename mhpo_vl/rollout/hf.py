@@ -100,7 +100,12 @@ def response_mask_from_ids(response_ids: torch.Tensor, eos_ids: list[int], pad_i
 
 
 class HFRolloutBackend:
-    """Rollouts with ``model.generate`` (each image encoded once, then expanded to G samples)."""
+    """Rollouts with ``model.generate`` (each image encoded once, then expanded to G samples).
+
+    Generates with the trainer's own model, so it needs no weight sync and its log-probs are exact.
+    """
+
+    needs_weight_sync = False
 
     def __init__(self, processor: Any) -> None:
         self.processor = processor

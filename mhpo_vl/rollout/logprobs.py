@@ -80,6 +80,13 @@ def _image_rows(inputs: dict[str, Any], vision_start_id: int | None, rows: slice
     return slice(start, start + sum(counts[rows]))
 
 
+def response_logits(model: torch.nn.Module, inputs: dict[str, Any], t: int, temperature: float = 1.0) -> torch.Tensor:
+    """float32 logits / T that predict the last ``t`` tokens of each sequence in ``inputs``: (N, t, V)."""
+    out = model(**inputs, logits_to_keep=t + 1, use_cache=False)
+    logits = out.logits[:, -(t + 1):-1, :].float()
+    return logits / temperature if temperature != 1.0 else logits
+
+
 def token_logprobs(model: torch.nn.Module, inputs: dict[str, Any], response_ids: torch.Tensor,
                    temperature: float = 1.0, with_entropy: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -87,11 +94,7 @@ def token_logprobs(model: torch.nn.Module, inputs: dict[str, Any], response_ids:
 
     ``inputs`` holds N full sequences whose last T tokens are ``response_ids`` (N, T).
     """
-    t = response_ids.shape[1]
-    out = model(**inputs, logits_to_keep=t + 1, use_cache=False)
-    logits = out.logits[:, -(t + 1):-1, :].float()
-    if temperature != 1.0:
-        logits = logits / temperature
+    logits = response_logits(model, inputs, response_ids.shape[1], temperature)
     log_norm = torch.logsumexp(logits, dim=-1)
     chosen = logits.gather(-1, response_ids[..., None].to(logits.device)).squeeze(-1)
     logp = chosen - log_norm

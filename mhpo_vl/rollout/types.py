@@ -49,7 +49,14 @@ class Rollout:
 
 
 class RolloutBackend(Protocol):
-    """Generates grouped samples; the trainer talks only to this interface."""
+    """Generates grouped samples; the trainer talks only to this interface.
+
+    ``needs_weight_sync``: the backend samples from its own copy of the weights (vLLM), so the trainer
+    calls ``sync_weights(pairs of (name, full tensor))`` after every optimizer step, and its sampling
+    log-probs come from another engine (the trainer measures and corrects the mismatch).
+    """
+
+    needs_weight_sync: bool
 
     def generate(self, model: torch.nn.Module, batch: Any, params: SamplingParams) -> Rollout:
         ...

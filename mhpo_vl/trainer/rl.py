@@ -8,6 +8,7 @@ metrics are reduced across ranks before logging. How the model is replicated or 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mhpo_vl.algos import compute_advantages, get_policy_loss, loss_defaults
+from mhpo_vl.algos.rollout_is import rollout_is_weights
 from mhpo_vl.config import Config, config_to_dict, save_config
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.errors import UserError
@@ -26,14 +28,17 @@ from mhpo_vl.models import is_vision_param, load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine, reward_from_config
 from mhpo_vl.rollout import (
-    HFRolloutBackend,
     SamplingParams,
     build_sequence_inputs,
     micro_batches,
     token_logprobs,
 )
+from mhpo_vl.rollout.factory import make_rollout_backend
+from mhpo_vl.rollout.hf import vision_token_ids
 from mhpo_vl.rollout.logprobs import select_rows
+from mhpo_vl.rollout.mismatch import logprobs_with_sampler_view
 from mhpo_vl.rollout.types import Rollout
+from mhpo_vl.rollout.weights import engine_weights
 from mhpo_vl.trainer import checkpoint as ckpt
 from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, select_groups
 from mhpo_vl.trainer.metrics import (
@@ -121,7 +126,7 @@ class RLTrainer:
         self.reward_faults = RewardFaults(self.reward.names)
         self.accuracy = (None if "accuracy" in cfg.reward.components else combine({"accuracy": 1.0}))
         self.reward.warm_up()  # start the verifier and reward workers now, not inside the first step's timing
-        self.backend = HFRolloutBackend(self.processor)
+        self.backend = make_rollout_backend(cfg, self.processor, seed=cfg.trainer.seed + self.accelerator.process_index)
         self.sampler = PromptSampler(len(self.dataset), cfg.trainer.seed, cfg.data.shuffle,
                                      self.accelerator.process_index, self.accelerator.num_processes)
         self.rollout_log = rollout_logger_for(cfg, self.run_dir, self.tokenizer, self.hparams,
@@ -149,8 +154,12 @@ class RLTrainer:
     def _generate(self, n_prompts: int) -> Rollout:
         records = [self.dataset[i] for i in self.sampler.take(n_prompts)]
         batch = self.collator(records)
-        with self.accelerator.autocast(), self.parallel.gathered(self.model):
+        with self.accelerator.autocast(), self._generation_weights():
             return self.backend.generate(self.unwrapped, batch, self._sampling())
+
+    def _generation_weights(self) -> Any:
+        """Whole weights for HF generate (gathered under FSDP2); a vLLM engine holds its own copy."""
+        return contextlib.nullcontext() if self.backend.needs_weight_sync else self.parallel.gathered(self.model)
 
     def _score(self, rollout: Rollout) -> tuple[torch.Tensor, dict[str, list[float]], list[float]]:
         g = rollout.group_size
@@ -217,33 +226,61 @@ class RLTrainer:
             components = {key: v[:rows] for key, v in components.items()}
         return rollout, rewards, components, accuracy, timing
 
-    def _logprobs(self, model: torch.nn.Module, rollout: Rollout, inputs: dict) -> torch.Tensor:
-        """No-grad log-probs of all responses, in micro-batches. (N, T)"""
-        out = []
+    def _logprobs(self, model: torch.nn.Module, rollout: Rollout, inputs: dict, sampler_view: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """No-grad log-probs of all responses, in micro-batches: (N, T), and with ``sampler_view`` the
+        same tokens under the sampler's processed distribution (masks, top-k/top-p; see rollout.mismatch)."""
+        r = self.cfg.rollout
+        out, view = [], []
         with torch.no_grad(), self.accelerator.autocast():
             for rows in micro_batches(len(rollout), self.cfg.trainer.micro_batch_size):
                 part = select_rows(inputs, rows, self.vision_start_id)
-                logp, _ = token_logprobs(model, part, rollout.response_ids[rows].to(self.accelerator.device),
-                                         self.cfg.rollout.temperature)
+                ids = rollout.response_ids[rows].to(self.accelerator.device)
+                if sampler_view:
+                    logp, processed = logprobs_with_sampler_view(
+                        model, part, ids, temperature=r.temperature, top_k=r.top_k, top_p=r.top_p,
+                        banned_ids=vision_token_ids(self.tokenizer))
+                    view.append(processed)
+                else:
+                    logp, _ = token_logprobs(model, part, ids, r.temperature)
                 out.append(logp)
-        return torch.cat(out)
+        return torch.cat(out), (torch.cat(view) if view else None)
 
-    def _old_and_ref_logprobs(self, rollout: Rollout, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _old_and_ref_logprobs(self, rollout: Rollout, inputs: dict
+                              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(old, reference or None, the trainer's view of the sampler's log-probs or None)."""
         cfg = self.cfg
         n = len(rollout)
         one_step = cfg.algo.ppo_epochs == 1 and cfg.algo.mini_batch_size in (0, n)
-        if one_step and rollout.logprobs is not None:
+        other_engine = self.backend.needs_weight_sync  # sampled by another engine: recompute and compare
+        view = None
+        if one_step and rollout.logprobs is not None and not other_engine:
             old = rollout.logprobs.to(self.accelerator.device)  # reused from rollout time: no extra forward
         else:
-            old = self._logprobs(self.model, rollout, inputs)
+            old, view = self._logprobs(self.model, rollout, inputs,
+                                       sampler_view=other_engine and rollout.logprobs is not None)
         ref = None
         if cfg.algo.kl_coef > 0:
             if self.ref_model is None:
                 with self.unwrapped.disable_adapter():
-                    ref = self._logprobs(self.model, rollout, inputs)
+                    ref = self._logprobs(self.model, rollout, inputs)[0]
             else:
-                ref = self._logprobs(self.ref_model, rollout, inputs)
-        return old, ref
+                ref = self._logprobs(self.ref_model, rollout, inputs)[0]
+        return old, ref, view
+
+    def _correct_mismatch(self, rollout: Rollout, view: torch.Tensor | None, advantages: torch.Tensor,
+                          mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Advantages times the rollout importance weights (N, T), and the rollout/* mismatch metrics."""
+        if view is None:
+            return advantages, {}
+        weights, stats = rollout_is_weights(view, rollout.logprobs.to(view.device), mask,
+                                            mode=self.cfg.algo.rollout_is, cap=self.cfg.algo.rollout_is_cap)
+        return advantages[:, None] * weights, {f"rollout/{k}": v for k, v in stats.items()}
+
+    def sync_rollout_weights(self) -> None:
+        """Push the trainer's weights into the rollout engine (a no-op for the HF backend)."""
+        if self.backend.needs_weight_sync:
+            self.backend.sync_weights(engine_weights(self.model.state_dict().items(), self.unwrapped))
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -257,9 +294,10 @@ class RLTrainer:
         t_update = time.perf_counter()
         with torch.no_grad():  # the vision tower runs here only when frozen (reuse_vision)
             inputs = build_sequence_inputs(rollout, self.model, self.vision_start_id, reuse_vision=self.reuse_vision)
-        old_logp, ref_logp = self._old_and_ref_logprobs(rollout, inputs)
+        old_logp, ref_logp, sampler_view = self._old_and_ref_logprobs(rollout, inputs)
         mask = rollout.response_mask.to(device)
         recorder = self.rollout_log.recorder(self.step + 1, rollout) if self.rollout_log is not None else None
+        advantages, mismatch = self._correct_mismatch(rollout, sampler_view, advantages.to(device), mask)
         self.model.train()
         with self.accelerator.autocast():
             result = policy_update(
@@ -279,6 +317,8 @@ class RLTrainer:
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self._track_bad_steps(result)
+        if result.steps:
+            self.sync_rollout_weights()
         t_end = time.perf_counter()
         lengths = rollout.response_lengths.float()
         tensors: dict[str, Any] = {f"loss/{k}" if k not in ("loss", "entropy", "kl") else k: v
@@ -292,6 +332,7 @@ class RLTrainer:
             "grad_norm": torch.stack(result.grad_norms).mean() if result.grad_norms else torch.tensor(float("nan")),
         })
         tensors.update({f"reward/{k}": torch.tensor(v).float().mean() for k, v in components.items()})
+        tensors.update(mismatch)
         metrics = reduce_metrics(tensors, self.accelerator)
         metrics.update(timing)
         metrics.update({"lr": lr, "skipped_steps": float(self.skipped_total), "time/update": t_end - t_update,
@@ -348,6 +389,7 @@ class RLTrainer:
         cfg = self.cfg
         save_config(cfg, self.run_dir / "config.yaml")
         self.maybe_resume()
+        self.sync_rollout_weights()  # the engine starts from the model files; a resumed run has moved on
         main = self.accelerator.is_main_process
         logger = MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                                wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg),
@@ -360,8 +402,9 @@ class RLTrainer:
                 metrics = self.train_step()
                 self.step += 1
                 if cfg.trainer.eval_every and self.eval_records and self.step % cfg.trainer.eval_every == 0:
-                    with self.parallel.gathered(self.model):
-                        evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval")
+                    with self._generation_weights():
+                        evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval",
+                                              backend=self.backend)
                     metrics["eval/accuracy"] = float(evaluation["accuracy"])
                 if logger is not None:
                     logger.log(self.step, metrics)

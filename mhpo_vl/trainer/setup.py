@@ -62,8 +62,9 @@ def load_eval_records(cfg: Config) -> list[dict]:
 
 
 def run_eval(model: torch.nn.Module, processor: Any, records: list[dict], cfg: Config, desc: str = "eval",
-             max_new_tokens: int | None = None) -> dict[str, Any]:
-    """Greedy (or eval_temperature) evaluation with the same code as `python -m eval`."""
+             max_new_tokens: int | None = None, backend: Any = None) -> dict[str, Any]:
+    """Greedy (or eval_temperature) evaluation with the same code as `python -m eval`, on ``backend``
+    (the trainer's rollout backend; default HF generate)."""
     from mhpo_vl.evaluation import evaluate
 
     _, metrics = evaluate(
@@ -71,6 +72,7 @@ def run_eval(model: torch.nn.Module, processor: Any, records: list[dict], cfg: C
         max_new_tokens=max_new_tokens or cfg.rollout.max_new_tokens, batch_size=cfg.rollout.eval_batch_size,
         template=cfg.data.prompt_template, system_prompt=cfg.data.system_prompt,
         max_prompt_tokens=cfg.data.max_prompt_tokens, stop_strings=cfg.rollout.stop_strings, desc=desc,
+        backend=backend,
     )
     return metrics
 

