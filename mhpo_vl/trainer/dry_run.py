@@ -129,7 +129,9 @@ def _cpu_notes(cfg: Config, report: Report, on_gpu: bool) -> None:
     if not on_gpu:
         _set(report, m, "model", "dtype", "float32", "CPU: float32")
     _set(report, m, "model", "trust_remote_code", False, "the tiny model has no remote code")
-    _set(report, cfg.rollout, "rollout", "backend", "hf", "vLLM is GPU-only; transformers generate instead")
+    if not _has_module("vllm"):
+        _set(report, cfg.rollout, "rollout", "backend", "hf", "vLLM is not installed here (make setup-vllm); "
+             "transformers generate instead")
     _set(report, cfg.trainer, "trainer", "mixed_precision", "no", "dry run in full precision")
     _set(report, cfg.logging, "logging", "tensorboard", False, "dry run logs to metrics.jsonl only")
     _set(report, cfg.logging, "logging", "wandb", False, "dry run is offline")

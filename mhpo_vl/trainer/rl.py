@@ -48,7 +48,7 @@ from mhpo_vl.trainer.metrics import (
     reduce_metrics,
     summarize_run,
 )
-from mhpo_vl.trainer.parallel import Parallel
+from mhpo_vl.trainer.parallel import Parallel, iter_full_weights
 from mhpo_vl.trainer.plots import plot_metrics
 from mhpo_vl.trainer.reward_faults import RewardFaults
 from mhpo_vl.trainer.rollout_log import rollout_logger_for
@@ -280,7 +280,7 @@ class RLTrainer:
     def sync_rollout_weights(self) -> None:
         """Push the trainer's weights into the rollout engine (a no-op for the HF backend)."""
         if self.backend.needs_weight_sync:
-            self.backend.sync_weights(engine_weights(self.model.state_dict().items(), self.unwrapped))
+            self.backend.sync_weights(engine_weights(iter_full_weights(self.model), self.unwrapped))
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:

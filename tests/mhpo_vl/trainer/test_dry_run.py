@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def test_vlm_recipe_substitutions_keep_algo_and_reward(tmp_path):
     assert out.model.min_pixels == out.model.max_pixels == 56 * 56
     assert out.model.dtype == "float32" and out.trainer.mixed_precision == "no"
     assert out.model.attn_implementation == "sdpa" and "flash_attention_2" in text
-    assert out.rollout.backend == "hf" and "vLLM" in text
+    if importlib.util.find_spec("vllm") is None:  # kept where vLLM is installed (make setup-vllm)
+        assert out.rollout.backend == "hf" and "vLLM" in text
     assert out.logging.wandb is False
     assert out.algo.mini_batch_size == 1  # 4 optimizer steps per rollout, as the recipe's 256 / 64
     assert out.algo == dataclasses.replace(cfg.algo, mini_batch_size=1)  # the rest of algo is kept
