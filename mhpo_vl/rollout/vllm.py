@@ -93,6 +93,10 @@ class VLLMRolloutBackend:
         self.image_pad_id = vocab.get(IMAGE_PAD) if self.multimodal else None
         self.suppress = {i: _SUPPRESS_BIAS for i in vision_token_ids(self.tokenizer)}
         self.eos_ids = eos_token_ids(SimpleNamespace(generation_config=_generation_config(model_path)), self.tokenizer)
+        positions = _max_positions(model_path, trust_remote_code)
+        if positions and max_model_len > positions:
+            log.info("vLLM max_model_len %d capped at the model's %d positions", max_model_len, positions)
+            max_model_len = positions
         kwargs: dict[str, Any] = {
             "model": model_path, "dtype": dtype, "seed": seed, "max_model_len": max_model_len,
             "max_num_seqs": options.max_num_seqs, "trust_remote_code": trust_remote_code,
@@ -247,6 +251,19 @@ def retie_word_embeddings(worker: Any) -> int:
                 process(head)
             fixed += 1
     return fixed
+
+
+def _max_positions(model_path: str, trust_remote_code: bool) -> int | None:
+    """The model's context length (max_position_embeddings of its text config), when it names one."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    text = getattr(config, "text_config", None) or config
+    value = getattr(text, "max_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
+    return int(value) if value else None
 
 
 def _generation_config(model_path: str) -> Any:
