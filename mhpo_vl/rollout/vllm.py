@@ -47,7 +47,11 @@ def prepare_environment(cpu_kvcache_space_gb: float) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kvcache_space_gb:g}")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    # Partial reloads (only trainable tensors) log a warning per untouched layer; CPU warns per thread call.
+
+
+def quiet_expected_warnings() -> None:
+    """After vLLM configured its logging: partial reloads (only trainable tensors) warn once per untouched
+    layer, and the CPU worker warns at every ``torch.set_num_threads`` call; both are expected here."""
     for name in ("vllm.model_executor.model_loader.reload", "vllm.v1.worker.cpu_worker"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -83,6 +87,7 @@ class VLLMRolloutBackend:
         except ImportError as exc:
             raise UserError(f"rollout.backend=vllm needs vLLM ({exc}); install it with `make setup-vllm` and "
                             "run from .venv-vllm") from None
+        quiet_expected_warnings()
         self.processor = processor
         self.tokenizer = get_tokenizer(processor)
         self.multimodal = is_multimodal(processor)
