@@ -87,7 +87,6 @@ class VLLMRolloutBackend:
         except ImportError as exc:
             raise UserError(f"rollout.backend=vllm needs vLLM ({exc}); install it with `make setup-vllm` and "
                             "run from .venv-vllm") from None
-        quiet_expected_warnings()
         self.processor = processor
         self.tokenizer = get_tokenizer(processor)
         self.multimodal = is_multimodal(processor)
@@ -121,6 +120,7 @@ class VLLMRolloutBackend:
             if size:
                 kwargs["mm_processor_kwargs"] = {"size": size}
         self.llm = LLM(**kwargs)
+        quiet_expected_warnings()
         self.max_images = options.max_images_per_prompt
 
     # ------------------------------------------------------------------ generation
