@@ -97,7 +97,9 @@ class VLLMRolloutBackend:
         self.image_pad_id = vocab.get(IMAGE_PAD) if self.multimodal else None
         self.suppress = {i: _SUPPRESS_BIAS for i in vision_token_ids(self.tokenizer)}
         self.eos_ids = eos_token_ids(SimpleNamespace(generation_config=_generation_config(model_path)), self.tokenizer)
-        positions = _max_positions(model_path, trust_remote_code)
+        positions, config_dtype = _model_facts(model_path, trust_remote_code)
+        if dtype == "auto" and config_dtype:
+            dtype = config_dtype  # as transformers' "auto" (the trainer's): vLLM's own would cast float32 down
         if positions and max_model_len > positions:
             log.info("vLLM max_model_len %d capped at the model's %d positions", max_model_len, positions)
             max_model_len = positions
@@ -258,17 +260,20 @@ def retie_word_embeddings(worker: Any) -> int:
     return fixed
 
 
-def _max_positions(model_path: str, trust_remote_code: bool) -> int | None:
-    """The model's context length (max_position_embeddings of its text config), when it names one."""
+def _model_facts(model_path: str, trust_remote_code: bool) -> tuple[int | None, str | None]:
+    """(context length: max_position_embeddings of the text config, weights dtype name) from the config."""
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError):
-        return None
+        return None, None
     text = getattr(config, "text_config", None) or config
-    value = getattr(text, "max_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
-    return int(value) if value else None
+    positions = getattr(text, "max_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    return (int(positions) if positions else None), (dtype if isinstance(dtype, str) else None)
 
 
 def _generation_config(model_path: str) -> Any:
