@@ -11,7 +11,13 @@ import os
 import sys
 
 from mhpo_vl import __version__
-from mhpo_vl.cli_utils import OneLineErrorParser, positive_float, positive_int, run_user_command
+from mhpo_vl.cli_utils import (
+    OneLineErrorParser,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_user_command,
+)
 
 OVERRIDES_HELP = (
     "dotted overrides of recipe keys, e.g. trainer.lr=1e-6 algo.c=2.0 rollout.group_size=4; "
@@ -157,14 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "that makes it fit. Model sizes come from a local model directory's config.json (built on "
                     "the meta device, no weights) or a built-in table of the supported models (offline).")
     _add_recipe_args(plan)
-    plan.add_argument("--gpus", type=positive_int, default=1,
+    plan.add_argument("--gpus", type=positive_int, default=1, metavar="N",
                       help="number of GPUs (processes) the run will use (default 1)")
     plan.add_argument("--gpu-mem", type=positive_float, default=80.0, metavar="GB",
                       help="memory of one GPU in GiB, as GPUs are labelled (80 for A100/H100 80GB; default 80)")
     plan.add_argument("--prompt-tokens", type=positive_int, metavar="N",
                       help="typical prompt length in tokens incl. image tokens (default: data.max_prompt_tokens, "
                            "the worst case)")
-    plan.add_argument("--overhead", type=float, default=1.5, metavar="GB",
+    plan.add_argument("--overhead", type=non_negative_float, default=1.5, metavar="GB",
                       help="fixed per-GPU runtime overhead in GiB: CUDA context, library workspaces (default 1.5)")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
     plan.set_defaults(func=_cmd_plan)
