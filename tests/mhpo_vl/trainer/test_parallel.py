@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from mhpo_vl.trainer.parallel import iter_full_weights, unwrap
@@ -54,3 +55,35 @@ def _fsdp2_weights(rank: int, world: int, model_dir: str, out: str) -> None:
 def test_iter_full_weights_fsdp2_two_ranks(tiny_model_dir, tmp_path):
     run_ranks(_fsdp2_weights, str(tiny_model_dir("qwen2_5_vl")), str(tmp_path / "ok"), timeout=120)
     assert (tmp_path / "ok").read_text() == "ok"
+
+
+def test_optimizer_state_by_name_round_trip_and_legacy_integer_keys():
+    from mhpo_vl.trainer.parallel import by_index, by_name, named_optimizer_state, optimizer_param_names
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(torch.randn(2, 3)).sum().backward()
+    opt.step()
+    names = optimizer_param_names(model, opt)
+    assert names == ["0.bias", "1.weight", "1.bias"]
+    named = named_optimizer_state(model, opt)
+    assert set(named["state"]) == set(names) and named["param_groups"][0]["params"] == names
+    legacy = opt.state_dict()  # format-1 checkpoints: integer keys
+    assert by_name(legacy, names)["state"].keys() == named["state"].keys()
+    assert by_name(named, names) == named
+    fresh = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    fresh.load_state_dict(by_index(named, names))
+    assert torch.equal(fresh.state_dict()["state"][1]["exp_avg"], legacy["state"][1]["exp_avg"])
+    with pytest.raises(ValueError, match="does not train"):
+        by_index({"state": {}, "param_groups": [{"params": ["0.weight"]}]}, names)
+
+
+def test_fsdp_cpu_offload_needs_fsdp2():
+    from mhpo_vl.config import ConfigError, config_from_dict
+
+    assert config_from_dict({"trainer": {"strategy": "fsdp2", "fsdp_cpu_offload": True}}).trainer.fsdp_cpu_offload
+    with pytest.raises(ConfigError, match="trainer.fsdp_cpu_offload"):
+        config_from_dict({"trainer": {"fsdp_cpu_offload": True}})
+    with pytest.raises(ConfigError, match="trainer.strategy"):
+        config_from_dict({"trainer": {"strategy": "zero3"}})
