@@ -225,6 +225,9 @@ def estimate(setup: Setup, spec: ModelSpec) -> Estimate:
                  f"rollout.vllm.gpu_memory_utilization={utilization:g} x {setup.gpu_mem_gib:g} GiB"))
         need = spec.total_params * 2 + seq * spec.layers * 2 * spec.kv_heads * spec.head_dim * 2
         est.facts["vllm_min_bytes"] = need
+        if reserve < need:
+            est.items[-1].note += (f"; TOO SMALL: its bf16 weights and one {seq}-token sequence need "
+                                   f"{need / GIB:.1f} GiB")
     else:
         kv = rows_local * seq * spec.layers * 2 * spec.kv_heads * spec.head_dim * cb
         add(Item("kv_cache", "KV cache (generate)", "rollout", kv,
@@ -297,12 +300,19 @@ def _micro_batches(setup: Setup) -> list[Change]:
             for size in (8, 4, 2, 1) if micro == 0 or size < micro]
 
 
-def _same_hardware(setup: Setup) -> list[Change]:
+def _same_hardware(setup: Setup, spec: ModelSpec) -> list[Change]:
     """Changes that keep the GPUs and the method, least invasive first."""
     out = _checkpointing(setup)
     if setup.gpus > 1 and setup.strategy != "fsdp2":
         out.append((f"trainer.strategy=fsdp2 (on the {setup.gpus} GPUs)", lambda s: _with(s, strategy="fsdp2")))
     out += _micro_batches(setup)
+    util = _vllm_utilization(setup.cfg)
+    if util is not None and hasattr(setup.cfg.rollout, "vllm"):
+        need = estimate(setup, spec).facts["vllm_min_bytes"] / (setup.gpu_mem_gib * GIB)
+        for lower in (0.4, 0.3, 0.2, 0.15):
+            if need < lower < util:
+                out.append((f"rollout.vllm.gpu_memory_utilization={lower:g} (less KV cache: fewer sequences at once)",
+                            lambda s, v=lower: _with(s, {"rollout.vllm.gpu_memory_utilization": v})))
     if not setup.offloaded:
         out.append(("trainer.strategy=fsdp2 trainer.fsdp_cpu_offload=true (slower: states in CPU memory)",
                     lambda s: _with(s, strategy="fsdp2", offload=True)))
@@ -348,7 +358,7 @@ def suggest(setup: Setup, spec: ModelSpec) -> list[Fix]:
     """Ways to make the run fit, one per kind: on the same GPUs (checkpointing, sharding, smaller
     micro-batches, CPU offload), on more GPUs with FSDP2 (the fewest that fit), and with LoRA."""
     fixes: list[Fix] = []
-    if (same := _first_fit(setup, spec, _same_hardware(setup))) is not None:
+    if (same := _first_fit(setup, spec, _same_hardware(setup, spec))) is not None:
         fixes.append(same)
     for gpus in (2, 4, 8, 16, 32, 64):
         if gpus <= setup.gpus:

@@ -88,6 +88,21 @@ def test_activations_kv_cache_and_logits_by_hand():
     assert est.peak == est.phase("persistent") + max(est.phase("rollout"), est.phase("training"))
 
 
+def test_vllm_reserve_replaces_the_kv_cache_and_can_be_lowered():
+    cfg = _cfg(**{"rollout.backend": "vllm", "rollout.vllm.gpu_memory_utilization": 0.5})
+    est = estimate(Setup(cfg, gpu_mem_gib=1, overhead_gib=0), SPEC)
+    assert est.get("vllm") == 0.5 * GIB and est.get("kv_cache") == 0 and est.phase("rollout") == 0
+    assert "TOO SMALL" not in " ".join(i.note for i in est.items)
+    tiny = estimate(Setup(_cfg(**{"rollout.backend": "vllm", "rollout.vllm.gpu_memory_utilization": 1e-9}),
+                          gpu_mem_gib=1, overhead_gib=0), SPEC)
+    assert "TOO SMALL" in " ".join(i.note for i in tiny.items)
+    # 1 GiB GPU, half reserved for vLLM: lowering the reserve is the fix on the same GPU
+    big = Setup(cfg, gpu_mem_gib=0.5 / (1 - 0.05) + 1e-3, overhead_gib=0.25)
+    assert not estimate(big, SPEC).fits
+    (changes, fixed), *_ = suggest(big, SPEC)
+    assert changes[0].startswith("rollout.vllm.gpu_memory_utilization=0.4") and fixed.fits
+
+
 def test_two_gpus_split_the_prompts():
     one = estimate(Setup(_cfg(), gpus=1, overhead_gib=0), SPEC)
     two = estimate(Setup(_cfg(), gpus=2, overhead_gib=0), SPEC)
