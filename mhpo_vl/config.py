@@ -52,6 +52,8 @@ class ModelConfig:
     """Which policy to load and how."""
 
     name_or_path: str = ""
+    # A llama.cpp .gguf file (relative to name_or_path, or absolute), dequantized on load; needs `gguf`.
+    gguf_file: str = ""
     dtype: str = "float32"
     attn_implementation: str = "sdpa"
     gradient_checkpointing: bool = False
@@ -122,6 +124,9 @@ class RolloutConfig:
     eval_temperature: float = 0.0
     eval_batch_size: int = 64
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    # Generate under trainer.mixed_precision too; false keeps generation in the model's dtype (on CPU a
+    # small float32 model generates faster without bf16 autocast).
+    mixed_precision: bool = True
 
     def validate(self, path: str) -> None:
         self.vllm.validate(f"{path}.vllm")
@@ -217,6 +222,9 @@ class RewardConfig:
     # the score of a call that timed out, raised or returned a non-finite/non-number: one value or {name: value}
     on_error: Union[float, dict[str, float]] = 0.0
     batched: list[str] = field(default_factory=list)  # components called once per batch with lists
+    # How verifiers find the final answer: tags (<answer>, else \boxed, else a short bare reply) | boxed |
+    # last_number (for models that answer in prose) | full_text. Also used by periodic eval.
+    extract: Literal["tags", "boxed", "last_number", "full_text"] = "tags"
 
     def validate(self, path: str) -> None:
         _check(len(self.components) > 0, f"{path}.components", "must name at least one reward")

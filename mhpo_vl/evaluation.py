@@ -79,34 +79,39 @@ def wrap_answer(answer: str) -> str:
     return "\\boxed{" + answer + "}"
 
 
-def score_sample(response: str, record: dict, *, extractor: Optional[Extractor] = None) -> dict:
+def score_sample(response: str, record: dict, *, extractor: Optional[Extractor] = None,
+                 extract: str = "tags") -> dict:
     """Score one response against one record with the verifiers in ``mhpo_vl.rewards``.
 
     ``extracted`` is the final answer: the last ``<answer>`` block, else the last ``\\boxed{}``, else
     what ``extractor`` (a benchmark's answer pattern such as GSM8K's ``#### N``, or a judge) reads
     (then ``"fallback": True``), else a short bare response taken whole (the verifiers' rule).
-    Numeric records with ``meta.precision`` (MathVista floats) compare after rounding.
+    Numeric records with ``meta.precision`` (MathVista floats) compare after rounding. Another
+    ``extract`` mode (``boxed``, ``last_number``, ``full_text``; see ``mhpo_vl.rewards.modes``) replaces
+    all of that: the verifiers read the answer that mode finds, with no fallback.
     Returns ``{"extracted": str | None, "score": float, "correct": bool}``.
     """
     from mhpo_vl.rewards import accuracy, answer_text, extract_answer
+    from mhpo_vl.rewards.modes import check_mode, extract_final
 
     answer_type = record.get("answer_type", "math")
     precision = (record.get("meta") or {}).get("precision")
-    extracted = extract_answer(response)
+    tags = check_mode(extract) == "tags"
+    extracted = extract_answer(response) if tags else extract_final(response, extract)
     completion = response
     fallback = False
-    if extracted is None and extractor is not None:
+    if tags and extracted is None and extractor is not None:
         extracted = extractor(record, response)
         fallback = extracted is not None
         if fallback:
             completion = wrap_answer(extracted)
-    if extracted is None:
+    if tags and extracted is None:
         extracted = answer_text(response)
     if extracted is not None and answer_type == "numeric" and precision is not None:
         score = _round_match(extracted, str(record["answer"]), int(precision))
     else:
         score = float(accuracy(completion, record["answer"], answer_type=answer_type,
-                               choices=record.get("choices")))
+                               choices=record.get("choices"), extract="tags" if fallback else extract))
     result = {"extracted": extracted, "score": score, "correct": score >= CORRECT_THRESHOLD}
     if fallback:
         result["fallback"] = True
@@ -114,11 +119,12 @@ def score_sample(response: str, record: dict, *, extractor: Optional[Extractor] 
 
 
 def score_samples(samples: Iterable[dict], records: dict[str, dict], *,
-                  extractor: Optional[Extractor] = None) -> list[dict]:
+                  extractor: Optional[Extractor] = None, extract: str = "tags") -> list[dict]:
     """Score ``{"id", "response", ...}`` samples; returns new dicts with the ``score_sample`` fields."""
     scored = []
     for sample in samples:
-        scored.append({**sample, **score_sample(sample["response"], records[sample["id"]], extractor=extractor)})
+        scored.append({**sample, **score_sample(sample["response"], records[sample["id"]], extractor=extractor,
+                                                extract=extract)})
     return scored
 
 
@@ -206,6 +212,7 @@ def evaluate(
     max_prompt_tokens: Optional[int] = None,
     stop_strings: Optional[list[str]] = None,
     extractor: Optional[Extractor] = None,
+    extract: str = "tags",
     on_batch: Optional[Callable[[list[dict]], None]] = None,
     backend: Any = None,
     progress: bool = True,
@@ -218,6 +225,7 @@ def evaluate(
     (``temperature == 0``) generates once and repeats the response ``n_samples`` times. ``on_batch``
     gets each finished batch's samples (the eval CLI appends them to disk, for resuming).
 
+    ``extract`` is the answer extraction mode (``tags`` | ``boxed`` | ``last_number`` | ``full_text``).
     ``backend`` is a rollout backend (``mhpo_vl.rollout``; default: HF ``generate``). A vLLM backend
     generates with its own engine, so ``model`` may then be None.
 
@@ -260,7 +268,7 @@ def evaluate(
                     response = rollout.texts[idx]
                     sample = {"id": record["id"], "sample": j, "response": response,
                               "response_length": int(rollout.response_lengths[idx])}
-                    sample.update(score_sample(response, record, extractor=extractor))
+                    sample.update(score_sample(response, record, extractor=extractor, extract=extract))
                     finished.append(sample)
                 by_id[record["id"]] = finished[-n_samples:]
             if on_batch is not None:

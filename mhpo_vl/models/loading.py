@@ -25,25 +25,19 @@ def is_vision_param(name: str) -> bool:
 
 
 def load_policy(model_cfg: ModelConfig) -> torch.nn.Module:
-    """Load the policy described by ``model_cfg``; VLMs via AutoModelForImageTextToText, LMs via CausalLM.
+    """Load the policy described by ``model_cfg``; VLMs via AutoModelForImageTextToText, LMs via CausalLM,
+    a GGUF file (``model.gguf_file``) via :mod:`mhpo_vl.models.gguf`.
 
     With ``model_cfg.lora.enabled`` the base weights are frozen and only LoRA adapters train; the vision
     tower stays frozen unless ``model_cfg.freeze_vision_tower`` is false.
     """
     path = model_cfg.name_or_path
-    if not path:
-        raise UserError("model.name_or_path is empty: set it to a local model directory or a hub id")
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model config from {path!r}: {exc}") from None
-    is_vlm = hasattr(config, "vision_config")
-    auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {"dtype": _DTYPES[model_cfg.dtype],
-                              "trust_remote_code": model_cfg.trust_remote_code}
-    if model_cfg.attn_implementation:
-        kwargs["attn_implementation"] = model_cfg.attn_implementation
-    model = auto.from_pretrained(path, **kwargs)
+    if model_cfg.gguf_file:  # a llama.cpp file, dequantized on load (text LMs only)
+        from mhpo_vl.models.gguf import load_gguf_model, resolve_gguf
+
+        model, is_vlm = load_gguf_model(resolve_gguf(model_cfg.gguf_file, path), _DTYPES[model_cfg.dtype]), False
+    else:
+        model, is_vlm = _load_pretrained(model_cfg)
     if model_cfg.gradient_checkpointing:
         kwargs_ckpt = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
@@ -58,6 +52,24 @@ def load_policy(model_cfg: ModelConfig) -> torch.nn.Module:
             if is_vision_param(name):
                 param.requires_grad_(False)
     return model
+
+
+def _load_pretrained(model_cfg: ModelConfig) -> tuple[torch.nn.Module, bool]:
+    """(model, is_vlm) from a local directory or hub id."""
+    path = model_cfg.name_or_path
+    if not path:
+        raise UserError("model.name_or_path is empty: set it to a local model directory or a hub id")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model config from {path!r}: {exc}") from None
+    is_vlm = hasattr(config, "vision_config")
+    auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"dtype": _DTYPES[model_cfg.dtype],
+                              "trust_remote_code": model_cfg.trust_remote_code}
+    if model_cfg.attn_implementation:
+        kwargs["attn_implementation"] = model_cfg.attn_implementation
+    return auto.from_pretrained(path, **kwargs), is_vlm
 
 
 def apply_lora(model: torch.nn.Module, model_cfg: ModelConfig) -> torch.nn.Module:

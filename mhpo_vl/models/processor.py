@@ -74,6 +74,10 @@ def load_processor(model_cfg: ModelConfig, model_type: str | None = None) -> Any
     Prompts are left-padded (generation).
     """
     path = model_cfg.name_or_path
+    if model_cfg.gguf_file:
+        from mhpo_vl.models.gguf import load_gguf_tokenizer, resolve_gguf
+
+        return _prepare_tokenizer(load_gguf_tokenizer(resolve_gguf(model_cfg.gguf_file, path)))
     if not path:
         raise UserError("model.name_or_path is empty: set it to a local model directory or a hub id")
     if model_type is None:
@@ -94,13 +98,18 @@ def load_processor(model_cfg: ModelConfig, model_type: str | None = None) -> Any
         processor = IMAGE_ONLY_PROCESSORS[model_type](image_processor=image_processor, tokenizer=tokenizer)
     if processor is None:
         processor = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
-    tokenizer = get_tokenizer(processor)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    _prepare_tokenizer(get_tokenizer(processor))
     if isinstance(processor, ProcessorMixin) and hasattr(processor, "image_processor"):
         set_pixel_range(processor.image_processor, model_cfg.min_pixels, model_cfg.max_pixels)
     return processor
+
+
+def _prepare_tokenizer(tokenizer: Any) -> Any:
+    """Left padding (generation) and a pad token (the EOS token when the model has none)."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def get_tokenizer(processor: Any) -> Any:

@@ -8,7 +8,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .extract import answer_text, unwrap
+from .extract import unwrap
+from .modes import extract_final
 
 __all__ = ["iou_reward", "parse_box", "box_iou"]
 
@@ -71,7 +72,8 @@ def box_iou(a: Box, b: Box) -> float:
     return min(1.0, max(0.0, inter / union)) if union > 0 else 0.0
 
 
-def iou_reward(completion: str, reference: Any, *, answer_tag: str = "answer", **_record: Any) -> float:
+def iou_reward(completion: str, reference: Any, *, answer_tag: str = "answer", extract: str = "tags",
+               **_record: Any) -> float:
     """IoU of the answer's box ``[x1, y1, x2, y2]`` with the reference box; 0.0 if either is malformed.
 
     >>> iou_reward("<answer>[0, 0, 10, 10]</answer>", [0, 0, 10, 10])
@@ -81,7 +83,7 @@ def iou_reward(completion: str, reference: Any, *, answer_tag: str = "answer", *
     >>> iou_reward("<answer>[10, 10, 0, 0]</answer>", [0, 0, 10, 10])
     0.0
     """
-    answer = answer_text(completion, answer_tag=answer_tag)
+    answer = extract_final(completion, extract, answer_tag=answer_tag)
     got = parse_box(answer) if answer is not None else None
     gold = parse_box(reference)
     if got is None or gold is None:

@@ -7,7 +7,8 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .extract import answer_text, unwrap
+from .extract import unwrap
+from .modes import extract_final
 
 __all__ = ["choice_accuracy", "named_options", "option_letter"]
 
@@ -113,6 +114,7 @@ def choice_accuracy(
     choices: Sequence[str] | Mapping[str, str] | None = None,
     *,
     answer_tag: str = "answer",
+    extract: str = "tags",
     **_record: Any,
 ) -> float:
     """1.0 when the answer names exactly the reference option, else 0.0.
@@ -131,7 +133,7 @@ def choice_accuracy(
     >>> choice_accuracy("<answer>A or B</answer>", "B")
     0.0
     """
-    answer = answer_text(completion, answer_tag=answer_tag)
+    answer = extract_final(completion, extract, answer_tag=answer_tag)
     if answer is None or reference is None or len(answer) > MAX_CHOICE_CHARS:
         return 0.0
     gold = option_letter(reference, choices)

@@ -6,8 +6,8 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from .extract import answer_text
 from .guards import MAX_ANSWER_CHARS, refusal_reason
+from .modes import extract_final
 from .pool import WorkerStartError, get_pool
 
 __all__ = ["math_accuracy", "math_equal"]
@@ -52,6 +52,7 @@ def math_accuracy(
     reference: Any,
     *,
     answer_tag: str = "answer",
+    extract: str = "tags",
     timeout: float | None = None,
     **_record: Any,
 ) -> float:
@@ -69,7 +70,7 @@ def math_accuracy(
     >>> math_accuracy(r"\\boxed{30^\\circ}", "30")
     1.0
     """
-    answer = answer_text(completion, answer_tag=answer_tag)
+    answer = extract_final(completion, extract, answer_tag=answer_tag)
     if answer is None or reference is None or isinstance(reference, bool):
         return 0.0
     gold = str(reference).strip()

@@ -6,7 +6,8 @@ import math
 import re
 from typing import Any, NamedTuple
 
-from .extract import answer_text, unwrap
+from .extract import unwrap
+from .modes import extract_final
 
 __all__ = ["numeric_accuracy", "parse_number", "Number"]
 
@@ -96,6 +97,7 @@ def numeric_accuracy(
     rel_tol: float = 1e-4,
     *,
     answer_tag: str = "answer",
+    extract: str = "tags",
     **_record: Any,
 ) -> float:
     """1.0 when the answer is one number within ``rel_tol`` (relative) of the reference, else 0.0.
@@ -115,7 +117,7 @@ def numeric_accuracy(
     """
     if rel_tol < 0:
         raise ValueError(f"numeric_accuracy: rel_tol must be >= 0, got {rel_tol}")
-    answer = answer_text(completion, answer_tag=answer_tag)
+    answer = extract_final(completion, extract, answer_tag=answer_tag)
     got = parse_number(answer) if answer is not None else None
     gold = parse_number(reference)
     if got is None or gold is None:

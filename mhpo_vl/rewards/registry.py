@@ -13,10 +13,11 @@ from typing import Any
 from ..errors import ConfigError
 from .bbox import iou_reward
 from .choice import choice_accuracy
-from .extract import answer_text, unwrap
+from .extract import unwrap
 from .format import format_reward
 from .length import length_penalty
 from .maths import math_accuracy
+from .modes import extract_final
 from .numeric import numeric_accuracy
 
 __all__ = ["REWARDS", "ANSWER_TYPES", "accuracy", "text_accuracy", "resolve_reward"]
@@ -30,13 +31,14 @@ def _norm_text(text: str) -> str:
     return _SPACES.sub(" ", unwrap(text)).strip().rstrip(".").strip().casefold()
 
 
-def text_accuracy(completion: str, reference: Any, *, answer_tag: str = "answer", **_record: Any) -> float:
+def text_accuracy(completion: str, reference: Any, *, answer_tag: str = "answer", extract: str = "tags",
+                  **_record: Any) -> float:
     """1.0 when the answer equals the reference as text: case-, whitespace- and final-period-insensitive.
 
     >>> text_accuracy("<answer>  New   York. </answer>", "new york")
     1.0
     """
-    answer = answer_text(completion, answer_tag=answer_tag)
+    answer = extract_final(completion, extract, answer_tag=answer_tag)
     if answer is None or reference is None or len(answer) > MAX_TEXT_CHARS:
         return 0.0
     gold = _norm_text(str(reference))

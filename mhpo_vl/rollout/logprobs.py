@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.rollout.vision import TEXT_KEYS, encode_images_once, expand_inputs, images_per_prompt
@@ -92,9 +93,14 @@ def token_logprobs(model: torch.nn.Module, inputs: dict[str, Any], response_ids:
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log softmax(logits / T) of each response token: (N, T) float32, and optionally entropy (N, T).
 
-    ``inputs`` holds N full sequences whose last T tokens are ``response_ids`` (N, T).
+    ``inputs`` holds N full sequences whose last T tokens are ``response_ids`` (N, T). Padding columns
+    that no row attends to are not run: those after the longest response and, for text-only inputs,
+    the leading prompt padding (see :func:`trim_padding`); their outputs are 0.
     """
-    logits = response_logits(model, inputs, response_ids.shape[1], temperature)
+    full_t = response_ids.shape[1]
+    inputs, response_ids = trim_padding(inputs, response_ids)
+    t = response_ids.shape[1]
+    logits = response_logits(model, inputs, t, temperature)
     log_norm = torch.logsumexp(logits, dim=-1)
     chosen = logits.gather(-1, response_ids[..., None].to(logits.device)).squeeze(-1)
     logp = chosen - log_norm
@@ -103,7 +109,35 @@ def token_logprobs(model: torch.nn.Module, inputs: dict[str, Any], response_ids:
         with torch.no_grad():
             probs = torch.softmax(logits, dim=-1)
             entropy = log_norm - (probs * logits).sum(-1)
+    if t < full_t:
+        logp = F.pad(logp, (0, full_t - t))
+        entropy = None if entropy is None else F.pad(entropy, (0, full_t - t))
     return logp, entropy
+
+
+def trim_padding(inputs: dict[str, Any], response_ids: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
+    """Drop sequence columns no row attends to: after the longest response, and (text-only inputs) before
+    the longest prompt. ``inputs``' attention mask is [prompt ; response] with T = response_ids.shape[1].
+
+    Dropping leading columns shifts every row's positions by the same amount, which rotary attention
+    does not see; inputs with images keep their prompt columns (their position ids come from the mask).
+    """
+    mask = inputs.get("attention_mask")
+    t = response_ids.shape[1]
+    if mask is None or t == 0:
+        return inputs, response_ids
+    attended = mask.bool().any(dim=0)  # (L,)
+    resp = attended[-t:]
+    keep_t = int(resp.nonzero().max()) + 1 if resp.any() else 1
+    drop_right = t - keep_t
+    text_only = set(inputs) <= set(TEXT_KEYS)
+    drop_left = int(attended.int().argmax()) if text_only and attended.any() else 0
+    drop_left = min(drop_left, mask.shape[1] - t - 1)  # keep at least one prompt column
+    if drop_left <= 0 and drop_right <= 0:
+        return inputs, response_ids
+    stop = mask.shape[1] - drop_right
+    trimmed = {k: (v[:, max(drop_left, 0):stop] if k in TEXT_KEYS else v) for k, v in inputs.items()}
+    return trimmed, response_ids[:, :keep_t]
 
 
 def micro_batches(n_rows: int, size: int) -> list[slice]:

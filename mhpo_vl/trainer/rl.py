@@ -27,6 +27,7 @@ from mhpo_vl.errors import UserError
 from mhpo_vl.models import is_vision_param, load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine, reward_from_config
+from mhpo_vl.rewards.modes import extraction_failures
 from mhpo_vl.rollout import (
     SamplingParams,
     build_sequence_inputs,
@@ -154,7 +155,8 @@ class RLTrainer:
     def _generate(self, n_prompts: int) -> Rollout:
         records = [self.dataset[i] for i in self.sampler.take(n_prompts)]
         batch = self.collator(records)
-        with self.accelerator.autocast(), self._generation_weights():
+        autocast = self.accelerator.autocast() if self.cfg.rollout.mixed_precision else contextlib.nullcontext()
+        with autocast, self._generation_weights():
             return self.backend.generate(self.unwrapped, batch, self._sampling())
 
     def _generation_weights(self) -> Any:
@@ -169,7 +171,7 @@ class RLTrainer:
             record = rollout.records[i // g]
             references.append(record["answer"])
             extra = {k: record[k] for k in ("id", "prompt", "answer_type", "choices") if record.get(k) is not None}
-            fields.append({**extra, "response_length": lengths[i]})
+            fields.append({**extra, "response_length": lengths[i], "extract": self.cfg.reward.extract})
         scores = self.reward(rollout.texts, references, fields)
         self.reward_faults.add(scores)
         if self.accuracy is None:
@@ -329,6 +331,7 @@ class RLTrainer:
             "response_length/mean": lengths.mean(), "response_length/max": lengths.max(),
             "response_length/clipped_frac": rollout.truncated.float().mean(),
             "zero_variance_groups": adv_stats["zero_variance_groups"],
+            "extract_failure_rate": torch.tensor(extraction_failures(rollout.texts, cfg.reward.extract)),
             "grad_norm": torch.stack(result.grad_norms).mean() if result.grad_norms else torch.tensor(float("nan")),
         })
         tensors.update({f"reward/{k}": torch.tensor(v).float().mean() for k, v in components.items()})

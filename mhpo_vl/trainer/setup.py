@@ -73,6 +73,7 @@ def run_eval(model: torch.nn.Module, processor: Any, records: list[dict], cfg: C
         template=cfg.data.prompt_template, system_prompt=cfg.data.system_prompt,
         max_prompt_tokens=cfg.data.max_prompt_tokens, stop_strings=cfg.rollout.stop_strings, desc=desc,
         backend=backend,
+        extract=cfg.reward.extract,
     )
     return metrics
 
