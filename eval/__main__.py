@@ -20,6 +20,14 @@ def _add_benchmark_file(p: argparse.ArgumentParser) -> None:
                         "shipped one. A YAML path also works directly in --benchmarks/--benchmark.")
 
 
+def _add_extract(p: argparse.ArgumentParser) -> None:
+    from mhpo_vl.rewards.modes import EXTRACT_MODES
+
+    p.add_argument("--extract", choices=EXTRACT_MODES, default="tags",
+                   help="how the final answer is read: tags (<answer>, else \\boxed, else a short bare reply; "
+                        "default), boxed, last_number (models that answer in prose), full_text")
+
+
 def _add_judge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-model", metavar="PATH",
                    help="optional local LLM that reads the final answer from responses the rules cannot "
@@ -66,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_benchmark_file(run)
     _add_judge(run)
+    _add_extract(run)
 
     score = sub.add_parser("score", help="score existing responses without a model",
                            description="Score responses from any system (JSONL lines with 'id' and "
@@ -79,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model-name", help="name recorded in results.json (default: the responses file name)")
     _add_benchmark_file(score)
     _add_judge(score)
+    _add_extract(score)
 
     compare = sub.add_parser("compare", help="compare several output directories",
                              description="Print a markdown table of several runs side by side and save a "
@@ -126,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         system_prompt=args.system_prompt, lora=args.lora, dtype=args.dtype, device=args.device,
         min_pixels=args.min_pixels, max_pixels=args.max_pixels, max_prompt_tokens=args.max_prompt_tokens,
         judge_model=args.judge_model, seed=args.seed, backend=args.backend, overwrite=args.overwrite, progress=not args.no_progress,
+        extract=args.extract,
         extra_specs=load_user_files(args.benchmark_file)))
     from eval.report import render_markdown
 
@@ -139,7 +150,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     spec = get_benchmark(args.benchmark, load_user_files(args.benchmark_file))
     m = score_file(spec, data=args.data, responses=args.responses, output=args.output,
-                   model_name=args.model_name, judge=_judge(args.judge_model))
+                   model_name=args.model_name, judge=_judge(args.judge_model), extract=args.extract)
     print(f"{spec.name}: accuracy {100 * m['accuracy']:.2f}% ({m['protocol']['name']} protocol; strict "
           f"{100 * m['accuracy_strict']:.2f}%) (n={m['n']}, k={m['k']}, pass@{m['k']} {100 * m['pass@k']:.2f}%) "
           f"-> {args.output / 'results.json'}")

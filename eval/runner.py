@@ -58,6 +58,7 @@ class RunOptions:
     backend: str = "hf"
     overwrite: bool = False
     progress: bool = True
+    extract: str = "tags"
     extra_specs: dict[str, BenchmarkSpec] = field(default_factory=dict)
 
 
@@ -209,7 +210,7 @@ def run(opts: RunOptions) -> dict:
                      top_p=st["top_p"], max_new_tokens=st["max_new_tokens"], batch_size=opts.batch_size,
                      template=resolve_template(st["template"]), system_prompt=st["system_prompt"],
                      max_prompt_tokens=opts.max_prompt_tokens,
-                     extractor=benchmark_extractor(spec, judge), backend=backend,
+                     extractor=benchmark_extractor(spec, judge), backend=backend, extract=opts.extract,
                      on_batch=lambda rows, name=name, protocol=protocol, by_id=by_id: append_jsonl(
                          out / SAMPLES, [{"benchmark": name, **r} for r in apply_protocol(protocol, rows, by_id)]),
                      progress=opts.progress, desc=name)

@@ -95,7 +95,7 @@ def _renumber(samples: list[dict]) -> None:
 
 
 def score_file(spec: BenchmarkSpec, *, data: Optional[str], responses: Path, output: Path,
-               model_name: Optional[str] = None, judge: Optional[LocalJudge] = None) -> dict:
+               model_name: Optional[str] = None, judge: Optional[LocalJudge] = None, extract: str = "tags") -> dict:
     """Score ``responses`` for ``spec``; writes ``output/samples.jsonl``, ``results.json``, ``results.md``
     and returns the benchmark's metrics."""
     model_name = model_name or existing_model(output) or responses.stem
@@ -107,7 +107,7 @@ def score_file(spec: BenchmarkSpec, *, data: Optional[str], responses: Path, out
     if missing:
         print(f"note: {missing} of {len(records)} {spec.name} prompts have no response; "
               f"scoring the {len(records) - missing} that do", file=sys.stderr)
-    scored = score_samples(samples, records, extractor=benchmark_extractor(spec, judge))
+    scored = score_samples(samples, records, extractor=benchmark_extractor(spec, judge), extract=extract)
     scored, metrics = benchmark_metrics(spec, scored, records)
     metrics.update({"n_missing": missing, "response_length_unit": "characters", "responses": str(responses),
                     "data_dir": str(Path(data).resolve()) if data else None})
