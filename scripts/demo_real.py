@@ -117,7 +117,8 @@ def build_summary(before: Mapping[str, Any], after: Mapping[str, Any], rl: Mappi
 def one_line(summary: Mapping[str, Any]) -> str:
     b, a = summary["eval_before_rl"], summary["eval_after_rl"]
     return (f"demo-real: SmolLM2-135M-Instruct held-out greedy accuracy (n={a['n']}) before RL "
-            f"{b['accuracy']:.3f} -> after {summary['rl']['steps']} MHPO steps {a['accuracy']:.3f} "
+            f"{b['accuracy']:.3f} -> after {summary['rl']['steps']} {summary['config'].get('algo', 'rl').upper()} steps "
+            f"{a['accuracy']:.3f} "
             f"({summary['rl_gain']:+.3f}); {summary['timings'].get('total', 0.0):.0f} s, "
             f"peak RSS {summary['machine'].get('peak_rss_gb', 0.0):.1f} GB")
 
@@ -179,7 +180,8 @@ def bar_chart(summary: Mapping[str, Any], path: Path) -> Path:
     bars = ax.bar(range(2), values, color=["#999999", "#1f77b4"])
     for bar, value in zip(bars, values):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom")
-    ax.set_xticks(range(2), ["before RL\n(pretrained)", f"after RL\n({summary['rl']['steps']} MHPO steps)"])
+    algo = summary["config"].get("algo", "rl").upper()
+    ax.set_xticks(range(2), ["before RL\n(pretrained)", f"after RL\n({summary['rl']['steps']} {algo} steps)"])
     ax.set_ylabel(f"held-out greedy accuracy (n={summary['eval_after_rl']['n']})")
     ax.set_ylim(0, 1)
     ax.set_title(f"SmolLM2-135M-Instruct on {TASK}")

@@ -52,7 +52,7 @@ def test_linear_on_huge_input() -> None:
 
 
 def test_every_verifier_takes_the_mode() -> None:
-    assert math_accuracy(PROSE, "12") == 0.0
+    assert numeric_accuracy(PROSE, "12") == 0.0  # tags mode: the whole short reply is not one number
     assert math_accuracy(PROSE, "12", extract="last_number") == 1.0
     assert numeric_accuracy(PROSE, "12", extract="last_number") == 1.0
     assert numeric_accuracy("so \\boxed{12} then 13", "12", extract="boxed") == 1.0
