@@ -13,12 +13,14 @@ from typing import Optional
 
 import torch
 
-from mhpo_vl.algos.aggregation import as_bool_mask, masked_mean, masked_min_max
+from mhpo_vl.algos.aggregation import as_bool_mask, masked_fraction, masked_mean, masked_min_max
 
 # exp() of an unbounded log-ratio is taken only after clamping to +-LOG_RATIO_CLAMP (e^20 ~ 4.9e8),
 # as verl does: it keeps losses and gradients finite for log-ratios up to +-1e4 and changes no value
 # the clipped/gated losses produce for |log r| < 20.
 LOG_RATIO_CLAMP = 20.0
+# |log r| above this counts a token as "far" from on-policy (the ratio_far_frac metric): r outside ~[0.82, 1.22].
+FAR_LOG_RATIO = 0.2
 
 Metrics = dict[str, torch.Tensor]
 
@@ -77,12 +79,14 @@ def safe_ratio(log_ratio: torch.Tensor) -> torch.Tensor:
 
 
 def ratio_metrics(log_ratio: torch.Tensor, mask: torch.Tensor) -> Metrics:
-    """ratio_mean / ratio_min / ratio_max of r = exp(log r) over valid tokens (r clamped at e^+-20)."""
+    """ratio_mean / ratio_min / ratio_max of r = exp(log r) over valid tokens (r clamped at e^+-20), and
+    ratio_far_frac, the share of valid tokens with |log r| > FAR_LOG_RATIO. Scalar tensors, no host sync."""
     with torch.no_grad():
         ratio = safe_ratio(log_ratio)
         lo, hi = masked_min_max(ratio, mask)
         mean = torch.where(mask.any(), masked_mean(ratio, mask), torch.ones((), dtype=ratio.dtype, device=ratio.device))
-    return {"ratio_mean": mean, "ratio_min": lo, "ratio_max": hi}
+        far = masked_fraction(log_ratio.abs() > FAR_LOG_RATIO, mask)
+    return {"ratio_mean": mean, "ratio_min": lo, "ratio_max": hi, "ratio_far_frac": far}
 
 
 def clip_bounds(

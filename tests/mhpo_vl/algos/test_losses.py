@@ -92,7 +92,7 @@ def test_metrics_are_detached_scalars(name):
     logp, old, adv, mask = batch(requires_grad=True)
     loss, metrics = POLICY_LOSSES[name](logp, old, adv, mask)
     assert loss.requires_grad
-    assert {"ratio_mean", "ratio_min", "ratio_max"} <= set(metrics)
+    assert {"ratio_mean", "ratio_min", "ratio_max", "ratio_far_frac"} <= set(metrics)
     for key, value in metrics.items():
         assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, key
         assert math.isfinite(value.item()), key
@@ -100,6 +100,14 @@ def test_metrics_are_detached_scalars(name):
     assert metrics["ratio_min"].item() == pytest.approx(min(ratios), rel=1e-6)
     assert metrics["ratio_max"].item() == pytest.approx(max(ratios), rel=1e-6)
     assert metrics["ratio_mean"].item() == pytest.approx(sum(ratios) / len(ratios), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_AGG))
+def test_ratio_far_frac_is_the_share_of_valid_tokens_with_large_log_ratio(name):
+    log_r = torch.tensor([[0.1, -0.35, 0.0, 0.25], [-0.1, 0.5, 3.0, -7.0]])
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    _, metrics = POLICY_LOSSES[name](log_r, torch.zeros_like(log_r), torch.tensor([1.0, -1.0]), mask)
+    assert metrics["ratio_far_frac"].item() == pytest.approx(3 / 6)  # -0.35, 0.25, 0.5; masked 3.0, -7.0 ignored
 
 
 def test_clip_fractions_count_the_zero_gradient_tokens():
