@@ -1,19 +1,19 @@
-"""`make compare`: MHPO vs GRPO vs DAPO on the demo task over several seeds (not part of CI).
+"""`make compare`: MHPO vs the baselines and MHPO's ablations, on-policy or off-policy, over several seeds.
 
-Per seed: one tiny model and one SFT warm start (shared by all losses, so they start equal), then RL
-with each recipe (`recipes/tiny_cpu_<algo>.yaml`, identical but for the algo section) and a held-out
-evaluation of each final checkpoint. Writes ``<out>/compare.md`` (held-out accuracy and gradient-norm
-statistics: std, max, largest step-to-step jump), ``<out>/compare.json`` and ``<out>/compare.png``
-(reward and gradient-norm curves, mean over seeds).
+Per seed, every loss starts from the same SFT warm start (tiny model) and sees the same prompts in the
+same order (same ``trainer.seed``, no dynamic sampling); only the algo section differs. Regimes:
+``on_policy`` is one optimizer step per rollout batch (the ratio is exactly 1, the losses barely differ);
+``off_policy`` splits each rollout batch into 4 mini-batches (``algo.mini_batch_size``), times
+``--ppo-epochs``, so later steps train on stale samples and the ratio moves away from 1. Writes
+``<out>/compare.json``, ``<out>/report.md`` and PNGs (see ``scripts/compare_stats.py``).
 
-    python scripts/compare.py --seeds 3 --out runs/compare
+    python scripts/compare.py --regime off_policy --losses mhpo,grpo --seeds 1 --steps 60 --out runs/cmp
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,118 +21,149 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import demo  # noqa: E402  (the demo's data, model and evaluation steps)
+import compare_stats  # noqa: E402
+import demo  # noqa: E402  (the demo's data, warm start and evaluation steps: what `make tiny-assets` builds)
 
-ALGOS = ("mhpo", "grpo", "dapo")
-
-
-def grad_norm_stats(metrics: list[dict[str, Any]]) -> dict[str, float]:
-    """std, max and largest step-to-step jump of the gradient norm over a run (finite values only)."""
-    norms = [float(m["grad_norm"]) for m in metrics
-             if isinstance(m.get("grad_norm"), (int, float)) and m["grad_norm"] == m["grad_norm"]]
-    if len(norms) < 2:
-        return {"std": 0.0, "max": max(norms, default=0.0), "max_jump": 0.0}
-    jumps = [abs(b - a) for a, b in zip(norms, norms[1:])]
-    return {"std": statistics.pstdev(norms), "max": max(norms), "max_jump": max(jumps)}
-
-
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
-
-
-def write_table(results: dict[str, list[dict[str, Any]]], out: Path) -> str:
-    lines = ["| loss | held-out acc (Avg@k, T=1) | greedy acc | before RL | grad-norm std | grad-norm max | largest jump |",
-             "|---|---|---|---|---|---|---|"]
-    for algo, runs in results.items():
-        lines.append(
-            f"| {algo} | {_mean_sd([r['after']['accuracy'] for r in runs])} "
-            f"| {_mean_sd([r['after']['greedy_accuracy'] for r in runs])} "
-            f"| {_mean_sd([r['before']['accuracy'] for r in runs])} "
-            f"| {_mean_sd([r['grad']['std'] for r in runs])} | {_mean_sd([r['grad']['max'] for r in runs])} "
-            f"| {_mean_sd([r['grad']['max_jump'] for r in runs])} |")
-    text = "\n".join(lines) + "\n"
-    (out / "compare.md").write_text(f"# MHPO vs GRPO vs DAPO (tiny CPU task, {len(next(iter(results.values())))} "
-                                    f"seeds, mean ± sd over seeds)\n\n{text}")
-    return text
+# Each compared loss: the algo overrides on top of the recipe (everything else identical).
+LOSSES: dict[str, tuple[str, ...]] = {
+    "mhpo": ("algo.name=mhpo",),
+    "grpo": ("algo.name=grpo",),
+    "dapo": ("algo.name=dapo",),
+    "gspo": ("algo.name=gspo",),
+    "sapo": ("algo.name=sapo",),
+    "mhpo_lfm_only": ("algo.name=mhpo", "algo.dhp=false"),
+    "mhpo_dhp_only": ("algo.name=mhpo", "algo.lfm=false"),
+    "mhpo_normalized": ("algo.name=mhpo", "algo.dhp_normalize=true"),
+}
+DEFAULT_LOSSES = "mhpo,grpo,dapo,gspo,sapo,mhpo_lfm_only,mhpo_dhp_only,mhpo_normalized"
+OFF_POLICY_UPDATES = 4  # optimizer steps per rollout batch (per epoch) in the off_policy regime
+RECIPES = {"tiny": demo.ROOT / "recipes" / "tiny_cpu_mhpo.yaml",
+           "smollm2": demo.ROOT / "recipes" / "smollm2_135m_chain_sum_mhpo.yaml"}
 
 
-def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--regime", choices=("on_policy", "off_policy"), default="off_policy",
+                   help=f"on_policy: 1 optimizer step per rollout batch; off_policy: {OFF_POLICY_UPDATES} (default)")
+    p.add_argument("--ppo-epochs", type=int, default=1, help="passes over each rollout batch (default 1)")
+    p.add_argument("--losses", default=DEFAULT_LOSSES, help=f"comma-separated, from: {', '.join(LOSSES)}")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--steps", type=int, default=0, help="RL steps per run (default: the recipe's)")
+    p.add_argument("--lr-scale", type=float, default=1.0, help="multiply the recipe's learning rate (stress setting)")
+    p.add_argument("--model", choices=tuple(RECIPES), default="tiny", help="tiny VLM (default) or smollm2")
+    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory")
+    p.add_argument("--image-size", type=int, default=84, help="tiny: image side in px (default 84)")
+    p.add_argument("--n-test", type=int, default=1000, help="held-out prompts (default 1000)")
+    p.add_argument("--n-train", type=int, default=6000, help="tiny: train prompts (default 6000)")
+    p.add_argument("--sft-steps", type=int, default=0, help="tiny: SFT warm-start steps (default: the recipe's)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for every run")
+    args = p.parse_args(argv)
+    unknown = [name for name in args.losses.split(",") if name not in LOSSES]
+    if unknown:
+        p.error(f"--losses: unknown {', '.join(unknown)}; choose from {', '.join(LOSSES)}")
+    for flag in ("seeds", "ppo_epochs", "n_test"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.steps < 0 or args.sft_steps < 0 or not args.lr_scale > 0:
+        p.error("--steps and --sft-steps must be >= 0 and --lr-scale > 0")
+    return args
 
-    fig = Figure(figsize=(11, 4))
-    FigureCanvasAgg(fig)
-    for col, key in enumerate(("reward/mean", "grad_norm")):
-        ax = fig.add_subplot(1, 2, col + 1)
-        for algo, runs in curves.items():
-            steps = min(len(r) for r in runs)
-            mean = [statistics.fmean(float(r[i].get(key) or 0.0) for r in runs) for i in range(steps)]
-            window = 10
-            smooth = [statistics.fmean(mean[max(0, i - window + 1): i + 1]) for i in range(steps)]
-            ax.plot(range(1, steps + 1), smooth, label=algo)
-        ax.set_xlabel("RL step")
-        ax.set_title(f"{key} (mean over seeds, 10-step average)")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+
+def regime_overrides(cfg: Any, regime: str, ppo_epochs: int, steps: int, lr_scale: float) -> list[str]:
+    """Overrides that set the regime, run length and learning rate on top of recipe ``cfg``."""
+    batch = cfg.rollout.prompts_per_step * cfg.rollout.group_size
+    mini = batch if regime == "on_policy" else batch // OFF_POLICY_UPDATES
+    if mini < 1 or batch % OFF_POLICY_UPDATES and regime == "off_policy":
+        raise SystemExit(f"compare: the rollout batch ({batch}) does not split into {OFF_POLICY_UPDATES} mini-batches")
+    out = [f"algo.mini_batch_size={mini}", f"algo.ppo_epochs={ppo_epochs}", "algo.dynamic_sampling=false",
+           f"trainer.lr={cfg.trainer.lr * lr_scale}"]
+    if steps:
+        out.append(f"trainer.max_steps={steps}")
+    return out
+
+
+def prepare_tiny(args: argparse.Namespace, out: Path, seed: int, common: list[str]) -> Path:
+    """The data (once) and this seed's SFT warm start (``out/seed_<seed>/sft``); reused when already built."""
+    data_dir = out / "data"
+    if not ((data_dir / "train.jsonl").is_file() and (data_dir / "test.jsonl").is_file()):
+        demo.prepare_data(data_dir, args.image_size, args.n_train, args.n_test)
+    seed_dir = out / f"seed_{seed}"
+    sft_dir = seed_dir / "sft"
+    if not (sft_dir / "model.safetensors").is_file():
+        extra = [f"sft.max_steps={args.sft_steps}"] if args.sft_steps else []
+        demo.warm_start(seed, seed_dir, RECIPES["tiny"], [*common, *extra], demo.ModelSize(), args.image_size ** 2)
+    return sft_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
-    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory")
-    p.add_argument("--image-size", type=int, default=84, help="image side in px (default 84)")
-    p.add_argument("--n-test", type=int, default=1000, help="held-out prompts (default 1000)")
-    p.add_argument("--n-train", type=int, default=6000, help="train prompts (default 6000)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for every recipe")
-    args = p.parse_args(argv)
+    args = parse_args(argv)
+    recipe = RECIPES[args.model]
+    if not recipe.is_file():
+        print(f"compare: --model {args.model} needs its recipe {recipe.relative_to(demo.ROOT)}, which does not "
+              f"exist yet", file=sys.stderr)
+        return 2
+    from transformers.utils import logging as hf_logging
+
     from mhpo_vl.config import load_config
     from mhpo_vl.data import load_records
-    from mhpo_vl.models.tiny import build_tiny_model
-    from mhpo_vl.trainer import run_sft, run_training
+    from mhpo_vl.errors import UserError
+    from mhpo_vl.trainer import run_training
     from mhpo_vl.trainer.checkpoint import latest_checkpoint
     from mhpo_vl.trainer.metrics import read_metrics
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data_dir = out / "data"
-    demo.prepare_data(data_dir, args.image_size, args.n_train, args.n_test)
-    records = load_records(data_dir, "test")
-    pixels = args.image_size ** 2
-    size = demo.ModelSize()
-    common = [f"data.train_dir={data_dir}", f"data.eval_dir={data_dir}", "logging.progress_bar=false",
-              f"model.min_pixels={pixels}", f"model.max_pixels={pixels}", *args.overrides]
-    results: dict[str, list[dict[str, Any]]] = {a: [] for a in ALGOS}
-    curves: dict[str, list[list[dict[str, Any]]]] = {a: [] for a in ALGOS}
+    common = ["logging.progress_bar=false", *args.overrides]
+    if args.model == "tiny":
+        pixels = args.image_size ** 2
+        data_dir = out / "data"
+        common = [f"data.train_dir={data_dir}", f"data.eval_dir={data_dir}", f"model.min_pixels={pixels}",
+                  f"model.max_pixels={pixels}", *common]
+    try:
+        base_cfg = load_config(recipe, common)
+        extra = regime_overrides(base_cfg, args.regime, args.ppo_epochs, args.steps, args.lr_scale)
+    except UserError as err:
+        print(f"compare: {err}", file=sys.stderr)
+        return 2
+    losses = args.losses.split(",")
+    runs: list[dict[str, Any]] = []
+    curves: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in losses}
+    records = None
     for seed in range(args.seeds):
-        seed_dir = out / f"seed_{seed}"
-        base, sft_dir = seed_dir / "base", seed_dir / "sft"
-        build_tiny_model("qwen2_5_vl", base, hidden=size.hidden, layers=size.layers, heads=size.heads,
-                         vision_hidden=size.vision_hidden, vision_depth=size.vision_depth, seed=seed,
-                         min_pixels=pixels, max_pixels=pixels)
-        recipe = demo.ROOT / "recipes" / "tiny_cpu_mhpo.yaml"
-        run_sft(load_config(recipe, [*common, f"model.name_or_path={base}", f"sft.output_dir={sft_dir}",
-                                     f"trainer.seed={seed}", *demo.SFT_OVERRIDES]))
-        for algo in ALGOS:
-            recipe = demo.ROOT / "recipes" / f"tiny_cpu_{algo}.yaml"
-            run_dir = seed_dir / f"rl_{algo}"
-            cfg = load_config(recipe, [*common, f"model.name_or_path={sft_dir}", f"trainer.output_dir={run_dir}",
-                                       f"trainer.seed={seed}"])
-            demo.log(f"seed {seed}: {algo} RL, {cfg.trainer.max_steps} steps")
+        start = prepare_tiny(args, out, seed, common) if args.model == "tiny" else Path(base_cfg.model.name_or_path)
+        if records is None:
+            records = load_records(Path(base_cfg.data.eval_dir), base_cfg.data.eval_split)[:args.n_test]
+        for name in losses:
+            run_dir = out / f"seed_{seed}" / f"{args.regime}_{name}"
+            cfg = load_config(recipe, [*common, f"model.name_or_path={start}", f"trainer.output_dir={run_dir}",
+                                       f"trainer.seed={seed}", *extra, *LOSSES[name]])
+            demo.log(f"seed {seed}: {name} ({args.regime}), {cfg.trainer.max_steps} RL steps")
+            t = time.perf_counter()
             run_training(cfg)
             metrics = read_metrics(run_dir / "metrics.jsonl")
-            before = demo.evaluate_model(sft_dir, cfg, records, seed)
-            after = demo.evaluate_model(latest_checkpoint(run_dir), cfg, records, seed)
-            results[algo].append({"seed": seed, "before": before, "after": after, "grad": grad_norm_stats(metrics)})
-            curves[algo].append(metrics)
-            demo.log(f"seed {seed}: {algo} held-out {before['accuracy']:.3f} -> {after['accuracy']:.3f}")
-    table = write_table(results, out)
-    (out / "compare.json").write_text(json.dumps({"results": results, "seconds": time.perf_counter() - t0}, indent=2))
-    plot_curves(curves, out / "compare.png")
-    print(table)
-    print(f"wrote {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")
+            evaluated = demo.evaluate_model(latest_checkpoint(run_dir), cfg, records, seed)
+            stats = compare_stats.run_stats(metrics, evaluated)
+            runs.append({"loss": name, "seed": seed, **stats, "seconds": time.perf_counter() - t})
+            curves[name].append(metrics)
+            demo.log(f"seed {seed}: {name} held-out {evaluated['accuracy']:.3f}, ratio "
+                     f"[{stats['ratio']['min']:.3f}, {stats['ratio']['max']:.3f}]")
+    settings = {"model": args.model, "recipe": str(recipe.relative_to(demo.ROOT)), "seeds": args.seeds,
+                "steps": base_cfg.trainer.max_steps if not args.steps else args.steps,
+                "ppo_epochs": args.ppo_epochs, "updates_per_batch": (OFF_POLICY_UPDATES if args.regime == "off_policy"
+                                                                     else 1) * args.ppo_epochs,
+                "lr": base_cfg.trainer.lr * args.lr_scale, "lr_scale": args.lr_scale, "losses": losses,
+                "eval_samples": demo.EVAL_SAMPLES, "n_test": len(records or []), "overrides": list(args.overrides),
+                "seconds": round(time.perf_counter() - t0, 1)}
+    result = {"regime": args.regime, "settings": settings, "runs": runs, "summary": compare_stats.summarize(runs)}
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    plots = compare_stats.plot_curves(curves, out)
+    compare_stats.write_report(result, out / "report.md", plots)
+    print((out / "report.md").read_text())
+    print(f"wrote {out / 'compare.json'}, {out / 'report.md'} and {len(plots)} PNGs")
     return 0
 
 

@@ -1,0 +1,184 @@
+"""Statistics, ``compare.json``, ``report.md`` and plots of ``scripts/compare.py`` (no training here).
+
+Every function reads a run's ``metrics.jsonl`` records (dicts as :func:`mhpo_vl.trainer.metrics.read_metrics`
+returns) or the per-run dicts built from them.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ENTROPY_FLOOR = 0.05  # mean token entropy (nats) of the last steps below this = collapsed policy
+SPIKE_FACTOR = 3.0  # a grad norm above SPIKE_FACTOR x the running median of the earlier steps is a spike
+SPIKE_WARMUP = 5  # steps before spikes are counted (the running median needs a few values)
+FINAL_WINDOW = 5  # entropy_final = mean over the last FINAL_WINDOW logged steps
+# Summary metrics: name -> how to read it from a run dict.
+SUMMARY_KEYS = {
+    "accuracy": ("eval", "accuracy"), "greedy_accuracy": ("eval", "greedy_accuracy"),
+    "grad_norm_std": ("grad_norm", "std"), "grad_norm_max": ("grad_norm", "max"),
+    "grad_norm_max_jump": ("grad_norm", "max_jump"), "grad_norm_spikes": ("grad_norm", "spikes"),
+    "ratio_min": ("ratio", "min"), "ratio_max": ("ratio", "max"), "ratio_far_frac": ("ratio", "far_frac"),
+    "entropy_final": ("entropy_final",), "collapsed": ("collapsed",), "skipped_steps": ("skipped_steps",),
+}
+
+
+def _finite(metrics: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+    """The finite numeric values of ``key`` over the records that have it."""
+    values = [m.get(key) for m in metrics]
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def grad_norm_stats(metrics: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """std, max, largest step-to-step jump and spike count of the per-step gradient norm."""
+    norms = _finite(metrics, "grad_norm")
+    spikes = sum(1 for i in range(SPIKE_WARMUP, len(norms))
+                 if norms[i] > SPIKE_FACTOR * statistics.median(norms[:i]))
+    jumps = [abs(b - a) for a, b in zip(norms, norms[1:])]
+    return {"std": statistics.pstdev(norms) if len(norms) > 1 else 0.0, "max": max(norms, default=0.0),
+            "max_jump": max(jumps, default=0.0), "spikes": spikes}
+
+
+def ratio_stats(metrics: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """min / max of the ratio over the run and the mean per-step share of tokens with |log r| > 0.2."""
+    lows, highs = _finite(metrics, "loss/ratio_min"), _finite(metrics, "loss/ratio_max")
+    far = _finite(metrics, "loss/ratio_far_frac")
+    return {"min": min(lows, default=float("nan")), "max": max(highs, default=float("nan")),
+            "far_frac": statistics.fmean(far) if far else float("nan")}
+
+
+def weight_stats(metrics: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Run means of what the loss does to far tokens: clip fraction, LFM saturation, hazard weight (None: not reported)."""
+    out: dict[str, float | None] = {}
+    for key in ("clip_frac", "lfm_saturated_frac", "hazard_weight_mean", "gate_mean"):
+        values = _finite(metrics, f"loss/{key}")
+        out[key] = statistics.fmean(values) if values else None
+    return out
+
+
+def run_stats(metrics: Sequence[Mapping[str, Any]], eval_result: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``runs[]`` entry of compare.json (without loss and seed) from metrics.jsonl and the held-out eval."""
+    entropy = _finite(metrics, "entropy")[-FINAL_WINDOW:]
+    entropy_final = statistics.fmean(entropy) if entropy else float("nan")
+    skipped = _finite(metrics, "skipped_steps")
+    return {
+        "eval": {"accuracy": float(eval_result["accuracy"]), "greedy_accuracy": float(eval_result["greedy_accuracy"]),
+                 "n": int(eval_result["n"])},
+        "grad_norm": grad_norm_stats(metrics),
+        "ratio": ratio_stats(metrics),
+        "entropy_final": entropy_final,
+        "collapsed": bool(not entropy_final >= ENTROPY_FLOOR),
+        "skipped_steps": int(skipped[-1]) if skipped else 0,
+        "weights": weight_stats(metrics),
+    }
+
+
+def _pick(run: Mapping[str, Any], path: Sequence[str]) -> float:
+    value: Any = run
+    for key in path:
+        value = value[key]
+    return float(value)
+
+
+def mean_sd(values: Sequence[float]) -> dict[str, float]:
+    """{"mean", "sd"} (population sd; 0 for one value)."""
+    return {"mean": statistics.fmean(values), "sd": statistics.pstdev(values) if len(values) > 1 else 0.0}
+
+
+def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """{loss: {metric: {"mean", "sd"}}} over the seeds of each loss, in the order the losses first appear."""
+    losses = list(dict.fromkeys(r["loss"] for r in runs))
+    return {loss: {name: mean_sd([_pick(r, path) for r in runs if r["loss"] == loss])
+                   for name, path in SUMMARY_KEYS.items()} for loss in losses}
+
+
+def paired_differences(runs: Sequence[Mapping[str, Any]], reference: str = "mhpo") -> dict[str, dict[str, dict[str, float]]]:
+    """{baseline: {metric: {"mean", "sd"}}} of reference minus baseline, paired by seed (seeds both ran)."""
+    by_key = {(r["loss"], r["seed"]): r for r in runs}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for loss in dict.fromkeys(r["loss"] for r in runs):
+        if loss == reference:
+            continue
+        seeds = [s for (name, s) in by_key if name == loss and (reference, s) in by_key]
+        if seeds:
+            out[loss] = {name: mean_sd([_pick(by_key[(reference, s)], path) - _pick(by_key[(loss, s)], path)
+                                        for s in seeds]) for name, path in SUMMARY_KEYS.items()}
+    return out
+
+
+REPORT_COLUMNS = ("accuracy", "greedy_accuracy", "grad_norm_std", "grad_norm_max", "grad_norm_spikes",
+                  "ratio_min", "ratio_max", "ratio_far_frac", "entropy_final", "collapsed", "skipped_steps")
+
+
+def _cell(stat: Mapping[str, float]) -> str:
+    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}"
+
+
+def write_report(result: Mapping[str, Any], path: Path, plots: Sequence[str]) -> None:
+    """report.md: settings, mean ± sd over seeds per loss, paired per-seed differences MHPO minus each baseline."""
+    header = "| loss | " + " | ".join(REPORT_COLUMNS) + " |\n|---|" + "---|" * len(REPORT_COLUMNS) + "\n"
+    rows = "".join(f"| {loss} | " + " | ".join(_cell(stats[c]) for c in REPORT_COLUMNS) + " |\n"
+                   for loss, stats in result["summary"].items())
+    settings = result["settings"]
+    lines = [f"# Loss comparison: {result['regime']} regime, {settings['model']} model, {settings['seeds']} seed(s), "
+             f"{settings['steps']} RL steps\n",
+             "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "\n",
+             f"Mean ± sd over seeds. Accuracy: held-out Avg@{settings['eval_samples']} at the sampling temperature; "
+             f"collapsed: final entropy < {ENTROPY_FLOOR}; spikes: grad norm > {SPIKE_FACTOR:g}x the running median.\n",
+             header + rows]
+    diffs = paired_differences(result["runs"])
+    if diffs:
+        lines.append("## MHPO minus each baseline, paired by seed (mean ± sd of the per-seed differences)\n")
+        lines.append(header.replace("| loss |", "| baseline |")
+                     + "".join(f"| {loss} | " + " | ".join(_cell(d[c]) for c in REPORT_COLUMNS) + " |\n"
+                               for loss, d in diffs.items()))
+    lines += [f"![{name}]({name})\n" for name in plots]
+    path.write_text("\n".join(lines))
+
+
+CURVES = {"accuracy.png": ("accuracy", "rollout accuracy"), "grad_norm.png": ("grad_norm", "gradient norm"),
+          "ratio.png": (("loss/ratio_min", "loss/ratio_max"), "ratio range (min and max per step)"),
+          "entropy.png": ("entropy", "mean token entropy")}
+
+
+def plot_curves(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], out: Path) -> list[str]:
+    """One PNG per curve in :data:`CURVES`: per loss the mean over seeds (10-step average) with a min-max seed band."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    written = []
+    for name, (keys, title) in CURVES.items():
+        fig = Figure(figsize=(7, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        for loss, runs in curves.items():
+            for key in (keys if isinstance(keys, tuple) else (keys,)):
+                series = [_smooth([float(m.get(key, math.nan)) for m in run]) for run in runs]
+                steps = min((len(s) for s in series), default=0)
+                if not steps:
+                    continue
+                cols = [[s[i] for s in series] for i in range(steps)]
+                x = range(1, steps + 1)
+                line, = ax.plot(x, [statistics.fmean(c) for c in cols],
+                                label=loss if key == (keys[0] if isinstance(keys, tuple) else keys) else None)
+                if len(series) > 1:
+                    ax.fill_between(x, [min(c) for c in cols], [max(c) for c in cols], alpha=0.2,
+                                    color=line.get_color())
+        ax.set_xlabel("RL step")
+        ax.set_title(f"{title} (mean over seeds, 10-step average, band: seed min-max)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        written.append(name)
+    return written
+
+
+def _smooth(values: Sequence[float], window: int = 10) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        chunk = [v for v in values[max(0, i - window + 1): i + 1] if math.isfinite(v)]
+        out.append(statistics.fmean(chunk) if chunk else math.nan)
+    return out

@@ -1,0 +1,109 @@
+"""scripts/compare.py: statistics on hand-made metrics, and one real tiny off-policy run checking compare.json."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def compare():
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        yield _load("compare")
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+@pytest.fixture(scope="module")
+def stats(compare):
+    return sys.modules["compare_stats"]
+
+
+def test_grad_norm_spikes_jumps_and_nan_steps(stats):
+    norms = [1.0, 1.1, 0.9, 1.0, 1.2, 5.0, 1.0, float("nan"), 3.2]
+    out = stats.grad_norm_stats([{"grad_norm": v} for v in norms])
+    assert out["spikes"] == 2  # 5.0 > 3 x median 1.0 and 3.2 > 3 x median 1.05; NaN (skipped) steps are ignored
+    assert out["max"] == 5.0 and out["max_jump"] == pytest.approx(4.0)
+
+
+def test_run_stats_ratio_entropy_collapse_and_skips(stats):
+    metrics = [{"loss/ratio_min": 0.9, "loss/ratio_max": 1.3, "loss/ratio_far_frac": 0.1, "entropy": 0.5,
+                "grad_norm": 1.0, "skipped_steps": 0.0, "loss/clip_frac": 0.2},
+               {"loss/ratio_min": 0.7, "loss/ratio_max": 1.1, "loss/ratio_far_frac": 0.3, "entropy": 0.01,
+                "grad_norm": 1.0, "skipped_steps": 2.0, "loss/clip_frac": 0.4}]
+    run = stats.run_stats(metrics, {"accuracy": 0.5, "greedy_accuracy": 0.6, "n": 10})
+    assert run["ratio"] == {"min": 0.7, "max": 1.3, "far_frac": pytest.approx(0.2)}
+    assert run["entropy_final"] == pytest.approx(0.255) and not run["collapsed"]
+    assert run["skipped_steps"] == 2 and run["weights"]["clip_frac"] == pytest.approx(0.3)
+    assert run["weights"]["hazard_weight_mean"] is None
+    low = stats.run_stats([{**m, "entropy": 0.01} for m in metrics], {"accuracy": 0, "greedy_accuracy": 0, "n": 1})
+    assert low["collapsed"]
+
+
+def test_summary_and_paired_differences(stats):
+    def run(loss, seed, acc):
+        return {"loss": loss, "seed": seed, "eval": {"accuracy": acc, "greedy_accuracy": acc, "n": 4},
+                "grad_norm": {"std": 0, "max": 0, "max_jump": 0, "spikes": 0},
+                "ratio": {"min": 1, "max": 1, "far_frac": 0}, "entropy_final": 1.0, "collapsed": False,
+                "skipped_steps": 0}
+    runs = [run("mhpo", 0, 0.6), run("mhpo", 1, 0.8), run("grpo", 0, 0.5), run("grpo", 1, 0.5)]
+    summary = stats.summarize(runs)
+    assert summary["mhpo"]["accuracy"] == {"mean": pytest.approx(0.7), "sd": pytest.approx(0.1)}
+    diff = stats.paired_differences(runs)
+    assert list(diff) == ["grpo"] and diff["grpo"]["accuracy"]["mean"] == pytest.approx(0.2)
+
+
+def test_missing_smollm2_recipe_is_one_clear_line(compare, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(compare.RECIPES, "smollm2", tmp_path / "recipes" / "absent.yaml")
+    monkeypatch.setattr(compare.demo, "ROOT", tmp_path)
+    assert compare.main(["--model", "smollm2", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "recipes/absent.yaml" in err and "does not exist" in err
+
+
+def test_unknown_loss_is_rejected(compare):
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--losses", "mhpo,grpoo"])
+
+
+def test_tiny_off_policy_run_writes_the_compare_json_schema(compare, tmp_path):
+    """2 losses x 1 seed x 3 steps (~1-2 min): 40 SFT steps give the rollouts some reward variance."""
+    out = tmp_path / "cmp"
+    code = compare.main(["--regime", "off_policy", "--losses", "mhpo,grpo", "--seeds", "1", "--steps", "3",
+                         "--n-train", "48", "--n-test", "8", "--image-size", "56", "--sft-steps", "40",
+                         "--lr-scale", "10", "--out", str(out), "rollout.prompts_per_step=4",
+                         "rollout.group_size=4", "sft.batch_size=8", "rollout.eval_batch_size=8"])
+    assert code == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["regime"] == "off_policy" and result["settings"]["updates_per_batch"] == 4
+    assert [(r["loss"], r["seed"]) for r in result["runs"]] == [("mhpo", 0), ("grpo", 0)]
+    for run in result["runs"]:
+        assert set(run["eval"]) == {"accuracy", "greedy_accuracy", "n"} and run["eval"]["n"] == 8
+        assert set(run["grad_norm"]) == {"std", "max", "max_jump", "spikes"}
+        assert set(run["ratio"]) == {"min", "max", "far_frac"}
+        assert isinstance(run["collapsed"], bool) and isinstance(run["skipped_steps"], int)
+        numbers = [*run["eval"].values(), *run["grad_norm"].values(), *run["ratio"].values(), run["entropy_final"]]
+        assert all(math.isfinite(v) for v in numbers)
+        # later mini-batches train on samples of the policy before the first step: the ratio leaves 1
+        assert run["ratio"]["max"] > 1.0 and run["ratio"]["min"] < 1.0
+    assert set(result["summary"]) == {"mhpo", "grpo"}
+    assert set(result["summary"]["mhpo"]["accuracy"]) == {"mean", "sd"}
+    assert "MHPO minus each baseline" in (out / "report.md").read_text()
+    for name in ("accuracy.png", "grad_norm.png", "ratio.png", "entropy.png"):
+        assert (out / name).stat().st_size > 0
