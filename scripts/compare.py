@@ -1,6 +1,6 @@
 """`make compare`: MHPO vs the baselines and MHPO's ablations, on-policy or off-policy, over several seeds.
 
-Per seed, every loss starts from the same SFT warm start (tiny model) and sees the same prompts in the
+Per seed, every loss starts from the same SFT warm start (tiny VLM; SmolLM2: the pretrained model) and sees the same prompts in the
 same order (same ``trainer.seed``, no dynamic sampling); only the algo section differs. Regimes:
 ``on_policy`` is one optimizer step per rollout batch (the ratio is exactly 1, the losses barely differ);
 ``off_policy`` splits each rollout batch into 4 mini-batches (``algo.mini_batch_size``), times
@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import compare_stats  # noqa: E402
-import demo  # noqa: E402  (the demo's data, warm start and evaluation steps: what `make tiny-assets` builds)
+import demo  # noqa: E402  (the tiny demo's data and warm start: what `make tiny-assets` builds)
 
 # Each compared loss: the algo overrides on top of the recipe (everything else identical).
 LOSSES: dict[str, tuple[str, ...]] = {
@@ -55,10 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory")
     p.add_argument("--image-size", type=int, default=84, help="tiny: image side in px (default 84)")
     p.add_argument("--n-test", type=int, default=1000, help="held-out prompts (default 1000)")
-    p.add_argument("--n-train", type=int, default=6000, help="tiny: train prompts (default 6000)")
+    p.add_argument("--n-train", type=int, default=0, help="train prompts (default: 6000 tiny, 2000 smollm2)")
     p.add_argument("--sft-steps", type=int, default=0, help="tiny: SFT warm-start steps (default: the recipe's)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for every run")
     args = p.parse_args(argv)
+    args.n_train = args.n_train or (6000 if args.model == "tiny" else 2000)
     unknown = [name for name in args.losses.split(",") if name not in LOSSES]
     if unknown:
         p.error(f"--losses: unknown {', '.join(unknown)}; choose from {', '.join(LOSSES)}")
@@ -96,6 +97,44 @@ def prepare_tiny(args: argparse.Namespace, out: Path, seed: int, common: list[st
     return sft_dir
 
 
+def prepare_smollm2(args: argparse.Namespace, out: Path) -> Path:
+    """SmolLM2-135M-Instruct converted to ``out/model`` and reasoning-gym chain_sum in ``out/data`` (as
+    `make demo-real` builds them; needs its extras). Returns the model directory."""
+    import demo_real
+
+    model_dir = demo_real.convert_model(out / "model")
+    data_dir = out / "data"
+    if not ((data_dir / "train.jsonl").is_file() and (data_dir / "test.jsonl").is_file()):
+        demo_real.prepare_data(data_dir, args.n_train, args.n_test)
+    return model_dir
+
+
+def evaluate_run(model_dir: Path, cfg: Any, records: list[dict], seed: int) -> dict[str, Any]:
+    """Held-out Avg@k at the sampling temperature (seeded) and greedy accuracy of ``model_dir``.
+
+    The tokenizer/processor comes from ``cfg.model`` (a RL checkpoint holds weights and config only);
+    answers are read with ``cfg.reward.extract``, as the reward reads them in training.
+    """
+    import dataclasses
+
+    import torch
+
+    from mhpo_vl.evaluation import evaluate
+    from mhpo_vl.models import load_policy, load_processor
+
+    processor = load_processor(cfg.model)
+    model = load_policy(dataclasses.replace(cfg.model, name_or_path=str(model_dir))).eval()
+    common = dict(max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.eval_batch_size,
+                  template=cfg.data.prompt_template, system_prompt=cfg.data.system_prompt,
+                  max_prompt_tokens=cfg.data.max_prompt_tokens, extract=cfg.reward.extract, progress=False)
+    torch.manual_seed(10_000 + seed)
+    _, sampled = evaluate(model, processor, records, n_samples=demo.EVAL_SAMPLES,
+                          temperature=cfg.rollout.temperature, desc="eval", **common)
+    _, greedy = evaluate(model, processor, records, n_samples=1, temperature=0.0, desc="eval", **common)
+    return {"accuracy": float(sampled["accuracy"]), "greedy_accuracy": float(greedy["accuracy"]),
+            "n": int(sampled["n"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recipe = RECIPES[args.model]
@@ -117,15 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    common = ["logging.progress_bar=false", *args.overrides]
+    data_dir = out / "data"
+    common = [f"data.train_dir={data_dir}", f"data.eval_dir={data_dir}", "logging.progress_bar=false"]
     if args.model == "tiny":
         pixels = args.image_size ** 2
-        data_dir = out / "data"
-        common = [f"data.train_dir={data_dir}", f"data.eval_dir={data_dir}", f"model.min_pixels={pixels}",
-                  f"model.max_pixels={pixels}", *common]
+        common += [f"model.min_pixels={pixels}", f"model.max_pixels={pixels}"]
+    common += args.overrides
     try:
         base_cfg = load_config(recipe, common)
         extra = regime_overrides(base_cfg, args.regime, args.ppo_epochs, args.steps, args.lr_scale)
+        smollm2_dir = prepare_smollm2(args, out) if args.model == "smollm2" else None
     except UserError as err:
         print(f"compare: {err}", file=sys.stderr)
         return 2
@@ -134,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     curves: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in losses}
     records = None
     for seed in range(args.seeds):
-        start = prepare_tiny(args, out, seed, common) if args.model == "tiny" else Path(base_cfg.model.name_or_path)
+        start = smollm2_dir or prepare_tiny(args, out, seed, common)
         if records is None:
             records = load_records(Path(base_cfg.data.eval_dir), base_cfg.data.eval_split)[:args.n_test]
         for name in losses:
@@ -145,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             run_training(cfg)
             metrics = read_metrics(run_dir / "metrics.jsonl")
-            evaluated = demo.evaluate_model(latest_checkpoint(run_dir), cfg, records, seed)
+            evaluated = evaluate_run(latest_checkpoint(run_dir), cfg, records, seed)
             stats = compare_stats.run_stats(metrics, evaluated)
             runs.append({"loss": name, "seed": seed, **stats, "seconds": time.perf_counter() - t})
             curves[name].append(metrics)
