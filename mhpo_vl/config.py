@@ -212,7 +212,6 @@ class RewardConfig:
     components: dict[str, float] = field(default_factory=lambda: {"accuracy": 0.9, "format_reward": 0.1})
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_workers: int = 0  # parallel reward calls (and worker processes per per-sample user reward); 0 = auto
-    timeout_s: float = 1.0
     # seconds one call may take, per component (a batched call counts as one); default 10 s for
     # user functions, a 60 s hang guard for built-ins
     timeouts: dict[str, float] = field(default_factory=dict)
@@ -229,7 +228,6 @@ class RewardConfig:
     def validate(self, path: str) -> None:
         _check(len(self.components) > 0, f"{path}.components", "must name at least one reward")
         _check(self.num_workers >= 0, f"{path}.num_workers", "must be >= 0 (0 = one per core)")
-        _check(self.timeout_s > 0, f"{path}.timeout_s", "must be > 0")
         names = list(self.components)
         keyed = {"options": self.options, "timeouts": self.timeouts, "batched": dict.fromkeys(self.batched),
                  "isolation": self.isolation if isinstance(self.isolation, dict) else {},
