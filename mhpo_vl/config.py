@@ -113,7 +113,10 @@ class VLLMConfig:
 class RolloutConfig:
     """Grouped sampling: G responses for each of ``prompts_per_step`` prompts."""
 
-    backend: Literal["hf", "vllm"] = "hf"    # hf: transformers generate; vllm: a colocated vLLM engine
+    backend: Literal["hf", "vllm"] = "hf"    # hf: the trainer's own model; vllm: a colocated vLLM engine
+    # hf backend's decoder: fast = one prefill per prompt shared by its G samples, in-place KV buffer
+    # (mhpo_vl/rollout/decode.py); generate = transformers generate (also used for stop strings)
+    hf_decoder: Literal["fast", "generate"] = "fast"
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 256

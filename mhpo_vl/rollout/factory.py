@@ -15,7 +15,7 @@ def make_rollout_backend(cfg: Config, processor: Any, *, seed: int = 0) -> Any:
     ``rollout.vllm.max_model_len`` says otherwise.
     """
     if cfg.rollout.backend == "hf":
-        return HFRolloutBackend(processor)
+        return HFRolloutBackend(processor, decoder=cfg.rollout.hf_decoder)
     from mhpo_vl.rollout.vllm import VLLMRolloutBackend
 
     options = cfg.rollout.vllm

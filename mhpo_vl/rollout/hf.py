@@ -19,6 +19,7 @@ from transformers.generation.logits_process import (
 )
 
 from mhpo_vl.models.processor import get_tokenizer
+from mhpo_vl.rollout.decode import sample_grouped, supports_fast_decode
 from mhpo_vl.rollout.types import Rollout, SamplingParams
 
 VISION_SPECIAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -100,22 +101,30 @@ def response_mask_from_ids(response_ids: torch.Tensor, eos_ids: list[int], pad_i
 
 
 class HFRolloutBackend:
-    """Rollouts with ``model.generate`` (each image encoded once, then expanded to G samples).
+    """Rollouts with the trainer's own model: no weight sync, and its log-probs are exact.
 
-    Generates with the trainer's own model, so it needs no weight sync and its log-probs are exact.
+    ``decoder="fast"`` (default) samples with :func:`mhpo_vl.rollout.decode.sample_grouped` (one prefill
+    per prompt shared by its G samples, an in-place KV buffer); ``"generate"`` uses ``model.generate``
+    (each image encoded once, then expanded to G samples). Stop strings, and models the fast decoder does
+    not drive, always use ``generate``.
     """
 
     needs_weight_sync = False
 
-    def __init__(self, processor: Any) -> None:
+    def __init__(self, processor: Any, decoder: str = "fast") -> None:
+        if decoder not in ("fast", "generate"):
+            raise ValueError(f"unknown HF decoder {decoder!r}; choose fast or generate")
         self.processor = processor
         self.tokenizer = get_tokenizer(processor)
+        self.decoder = decoder
 
     def generate(self, model: torch.nn.Module, batch: Any, params: SamplingParams) -> Rollout:
         tok = self.tokenizer
         inputs = {k: v.to(model.device) for k, v in batch.inputs.items()}
         eos_ids = eos_token_ids(model, tok)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
+        if self.decoder == "fast" and not params.stop_strings and supports_fast_decode(model):
+            return self._generate_fast(model, batch, inputs, params, eos_ids, pad_id)
         greedy = params.temperature <= 0
         temperature = 1.0 if greedy else params.temperature
         recorder = _LogprobRecorder(temperature) if params.return_logprobs else None
@@ -156,3 +165,19 @@ class HFRolloutBackend:
         return Rollout(prompt_inputs=batch.inputs, response_ids=response_ids, response_mask=mask, texts=texts,
                        group_size=params.num_samples, truncated=truncated, logprobs=logprobs,
                        records=list(batch.records))
+
+    def _generate_fast(self, model: torch.nn.Module, batch: Any, inputs: dict[str, Any], params: SamplingParams,
+                       eos_ids: list[int], pad_id: int) -> Rollout:
+        was_training = model.training
+        model.eval()
+        response_ids, logprobs = sample_grouped(
+            model, inputs, group_size=params.num_samples, max_new_tokens=params.max_new_tokens,
+            temperature=params.temperature, top_k=params.top_k, top_p=params.top_p, eos_ids=eos_ids, pad_id=pad_id,
+            banned_ids=vision_token_ids(self.tokenizer), return_logprobs=params.return_logprobs)
+        model.train(was_training)
+        response_ids = response_ids.cpu()
+        mask, truncated = response_mask_from_ids(response_ids, eos_ids, pad_id)
+        texts = self.tokenizer.batch_decode(response_ids, skip_special_tokens=True)
+        return Rollout(prompt_inputs=batch.inputs, response_ids=response_ids, response_mask=mask, texts=texts,
+                       group_size=params.num_samples, truncated=truncated,
+                       logprobs=None if logprobs is None else logprobs.cpu(), records=list(batch.records))
