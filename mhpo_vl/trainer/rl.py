@@ -296,7 +296,9 @@ class RLTrainer:
         t_update = time.perf_counter()
         with torch.no_grad():  # the vision tower runs here only when frozen (reuse_vision)
             inputs = build_sequence_inputs(rollout, self.model, self.vision_start_id, reuse_vision=self.reuse_vision)
+        t_logprob = time.perf_counter()
         old_logp, ref_logp, sampler_view = self._old_and_ref_logprobs(rollout, inputs)
+        timing["time/logprob"] = time.perf_counter() - t_logprob
         mask = rollout.response_mask.to(device)
         recorder = self.rollout_log.recorder(self.step + 1, rollout) if self.rollout_log is not None else None
         advantages, mismatch = self._correct_mismatch(rollout, sampler_view, advantages.to(device), mask)
@@ -319,9 +321,11 @@ class RLTrainer:
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self._track_bad_steps(result)
+        t_sync = time.perf_counter()
         if result.steps:
             self.sync_rollout_weights()
         t_end = time.perf_counter()
+        timing.update({"time/optimizer": result.optimizer_s, "time/weight_sync": t_end - t_sync})
         lengths = rollout.response_lengths.float()
         tensors: dict[str, Any] = {f"loss/{k}" if k not in ("loss", "entropy", "kl") else k: v
                                    for k, v in result.averaged().items()}

@@ -10,6 +10,7 @@ every rank skip together instead of leaving the others waiting in the gradient r
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +25,15 @@ from mhpo_vl.trainer.parallel import clip_grad_norm
 
 @dataclass
 class UpdateResult:
-    """What one update did: summed metrics (detached tensors), optimizer steps taken and skipped."""
+    """What one update did: summed metrics (detached tensors), optimizer steps taken and skipped, and the
+    seconds spent in gradient clipping + optimizer steps."""
 
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     skipped: int = 0
     grad_norms: list[torch.Tensor] = field(default_factory=list)
+    optimizer_s: float = 0.0
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         for key, value in metrics.items():
@@ -112,12 +115,14 @@ def policy_update(
                     backward(loss * weight)
                 metrics = {**metrics, "loss": loss.detach(), "entropy": masked_mean(entropy, as_bool_mask(mask[rows]))}
                 result.add(metrics)
+            t0 = time.perf_counter()
             norm = clip_grad_norm(params, grad_clip) if finite else torch.tensor(float("nan"))
             if not finite or not torch.isfinite(norm):
                 optimizer.zero_grad(set_to_none=True)
                 result.skipped += 1
                 continue
             optimizer.step()
+            result.optimizer_s += time.perf_counter() - t0
             result.steps += 1
             result.grad_norms.append(norm.detach())
     return result
