@@ -1,194 +1,202 @@
-"""`make bench`: seconds per RL step, mhpo-vl vs TRL's GRPOTrainer, measured in one run.
+"""`make bench`: seconds per RL step, mhpo-vl vs TRL's GRPOTrainer, at realistic response lengths.
 
-Both sides train the SAME tiny Qwen2-VL model (`mhpo-vl tiny-model --arch qwen2_vl`, loaded by the same
-code with the same frozen vision tower) on the SAME prepared data (the tiny recipe's easy-vqa task),
-with the tiny CPU recipe's batch (prompts x G), max new tokens, temperature, learning rate, grad clip,
-reward (mhpo_vl's verifiers) and prompt template; one optimizer step per rollout batch, no KL.
-A step is everything from sampling to the optimizer step. The two trainers take turns, one step
-each (mhpo-vl's step runs inside a TRL callback, outside TRL's timed interval), so both see the same
-machine load; the table shows medians over the measured pairs after warm-up and the median of the
-per-pair ratios, which is the number to quote on a shared machine.
+For each model size (``tiny``: the tiny Qwen2-VL, ~0.6M parameters; ``larger``: the same architecture
+at ~25M, `mhpo_vl.models.MODEL_SIZES`) four trainers train their own copy of the SAME model on the SAME
+prepared data (the tiny recipe's easy-vqa task and prompt template), with the same prompts x G, up to
+``--max-new-tokens`` new tokens (a random model rarely samples EOS, so responses run to the limit or
+stop earlier at random), temperature 1, no top-k/top-p, the same reward (mhpo_vl's verifiers), the
+same loss aggregation (seq-mean-token-mean: TRL's loss_type="grpo"), learning rate, grad clip, no KL
+and one optimizer step per rollout batch:
 
-    python scripts/bench_step.py [--steps 10 --warmup 3 --out runs/bench/bench_step.json]
+    trl         TRL GRPOTrainer with its defaults (gradient checkpointing on)
+    trl_nockpt  TRL GRPOTrainer with gradient checkpointing off
+    mhpo_hf     mhpo-vl, rollout.backend=hf (its fast decoder)
+    mhpo_vllm   mhpo-vl, rollout.backend=vllm (only when vLLM is installed in this interpreter)
 
-Needs the `bench` extra (`pip install -e ".[bench]"`, i.e. trl). Exit codes: 0 done, 1 TRL could not
-run (the reason is printed), 2 TRL is not installed, 3 the ratio is under --require-ratio.
+A step is everything from sampling to the optimizer step. The trainers take turns, one step each, in
+one process (the TRL trainers run in threads that hand control back after every step), so all see the
+same machine load. After ``--warmup`` unmeasured rounds, each round gives paired ratios: R1 = trl /
+mhpo_hf, R2 = trl_nockpt / mhpo_hf, R3 = (TRL's faster configuration) / mhpo_vllm; the printed ratios
+are the medians over rounds. Per side it records seconds per step split into rollout (sampling, reward,
+advantages), log-prob (extra no-grad forwards), forward-backward and optimizer (grad clip, step, weight
+sync), response tokens per second, and the peak RSS over its steps (absolute, and the growth over the
+RSS at the start of each step, after returning freed heap to the OS).
+
+    python scripts/bench_step.py [--sizes tiny,larger --max-new-tokens 128 --threads 1 --out runs/bench/bench.json]
+
+Needs the `bench` extra (trl). Exit codes: 0 done, 1 a trainer failed (the reason is printed), 2 TRL
+is not installed, 3 a ratio is under the issue's bar (with --require).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-import traceback
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
+# Thread counts must be fixed before torch loads (OpenMP reads them once; threads inherit them).
+_THREADS = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), None)
+if _THREADS is None and "--threads" in sys.argv[:-1]:
+    _THREADS = sys.argv[sys.argv.index("--threads") + 1]
+os.environ["OMP_NUM_THREADS"] = _THREADS or "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_support import PHASES, RssMeter, TrlRunner, median, prepare, step_config, trl_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# Per size: prompts per step x G, warm-up rounds and measured rounds (the larger model is ~40x the compute).
+# mhpo-vl trains in micro-batches of `micro` rows (gradients accumulated, one optimizer step per batch);
+# TRL keeps its default (the whole batch in one forward).
+SIZES = {"tiny": {"prompts": 16, "group": 8, "micro": 32, "warmup": 2, "steps": 5},
+         "larger": {"prompts": 4, "group": 8, "micro": 8, "warmup": 1, "steps": 3}}
+BARS = {"tiny": 1.5, "larger": 1.3}  # issue 15: ratio_vs_trl per size; nockpt > 1.0; vllm >= 2.0 for one size
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "tiny_cpu_mhpo.yaml"),
-                        help="recipe whose rollout/trainer settings both sides use (default: tiny_cpu_mhpo.yaml)")
-    parser.add_argument("--steps", type=int, default=10, help="measured steps per side (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured steps first (default 3)")
-    parser.add_argument("--n-data", type=int, default=512, help="easy-vqa prompts to prepare (default 512)")
-    parser.add_argument("--workdir", help="where the model, data and runs go (default: a temp dir)")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "bench_step.json"),
-                        help="JSON results file (default runs/bench/bench_step.json)")
-    parser.add_argument("--require-ratio", type=float, default=0.0,
-                        help="exit 3 when TRL's s/step divided by mhpo-vl's is below this (default: report only)")
+                        help="recipe whose data, template, lr and grad clip both sides use")
+    parser.add_argument("--sizes", default="tiny,larger", help="comma-separated model sizes (tiny, larger)")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="response budget (default 128)")
+    parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads for every trainer (default 1)")
+    parser.add_argument("--steps", type=int, help="measured rounds per size (default: per size, 5 / 3)")
+    parser.add_argument("--warmup", type=int, help="unmeasured rounds first (default: per size, 2 / 1)")
+    parser.add_argument("--prompts", type=int, help="prompts per step (default: per size, 16 / 4)")
+    parser.add_argument("--micro-batch", type=int, help="mhpo-vl's micro-batch rows (default: per size, 32 / 8)")
+    parser.add_argument("--no-vllm", metavar="REASON", help="skip the vLLM trainer and print REASON")
+    parser.add_argument("--workdir", help="where the models, data and runs go (default: a temp dir)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "bench.json"), help="JSON results file")
+    parser.add_argument("--require", action="store_true", help="exit 3 when a ratio misses the issue's bar")
     return parser.parse_args(argv)
 
 
-# ----------------------------------------------------------------------------- shared setup
+def vllm_status(args: argparse.Namespace) -> str | None:
+    """None when the vLLM trainer can run here, else the reason it is skipped."""
+    if args.no_vllm:
+        return args.no_vllm
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        return f"vLLM is not installed in this interpreter ({exc}); `make bench` uses .venv-vllm when `make setup-vllm` works"
+    return None
 
 
-def image_side(recipe: str) -> int:
-    """The square image side the recipe's fixed pixel count implies (e.g. 7056 -> 84), else 0 (easy-vqa's 64)."""
-    from mhpo_vl.config import load_config
-
-    model = load_config(recipe).model
-    side = math.isqrt(model.max_pixels)
-    return side if model.min_pixels == model.max_pixels == side * side else 0
-
-
-def prepare(workdir: Path, n_data: int, side: int) -> tuple[Path, Path]:
-    """Build the tiny Qwen2-VL model and the easy-vqa prepared data at ``side`` px (both offline)."""
-    from mhpo_vl.models import build_tiny_model
-
-    model_dir = build_tiny_model("qwen2_vl", workdir / "model", seed=0)
-    data_dir = workdir / "data"
-    cmd = [sys.executable, "-m", "data_prep", "synthetic", "--task", "easy_vqa", "--n", str(n_data),
-           "--image-size", str(side), "--split", "train", "--output", str(data_dir)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return model_dir, data_dir
+def mhpo_step(trainer: Any) -> dict[str, float]:
+    """One mhpo-vl RL step: wall seconds split into the phases, tokens, mean response length."""
+    start = time.perf_counter()
+    m = trainer.train_step()
+    total = time.perf_counter() - start
+    trainer.step += 1
+    rollout = m["time/rollout"] + m["time/reward"]
+    optimizer = m["time/optimizer"] + m["time/weight_sync"]
+    forward_backward = m["time/update"] - m["time/logprob"] - optimizer
+    n = trainer.cfg.rollout.prompts_per_step * trainer.cfg.rollout.group_size
+    return {"total": total, "rollout": rollout, "logprob": m["time/logprob"], "forward_backward": forward_backward,
+            "optimizer": total - rollout - m["time/logprob"] - forward_backward,
+            "tokens": m["response_length/mean"] * n, "length": m["response_length/mean"]}
 
 
-def bench_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path):
-    from mhpo_vl.config import load_config
-
-    return load_config(recipe, [
-        f"model.name_or_path={model_dir}", f"data.train_dir={data_dir}", "data.train_split=train",
-        "data.eval_dir=", f"trainer.output_dir={workdir / 'mhpo_run'}", "trainer.max_steps=100000",
-        "trainer.eval_every=0", "algo.kl_coef=0", "logging.progress_bar=false", "logging.plots=false",
-    ])
-
-
-# ----------------------------------------------------------------------------- mhpo-vl
+def summarize(steps: list[dict[str, float]], rss: list[tuple[float, float]]) -> dict[str, Any]:
+    total = [s["total"] for s in steps]
+    return {
+        "median_s_per_step": median(total), "min_s_per_step": min(total), "steps_s": total,
+        "phases_median_s": {p: median([s[p] for s in steps]) for p in PHASES},
+        "tokens_per_s": median([s["tokens"] / s["total"] for s in steps]),
+        "mean_response_length": statistics.mean(s["length"] for s in steps),
+        "peak_rss_mb": max(r[0] for r in rss), "peak_rss_step_growth_mb": max(r[1] for r in rss),
+    }
 
 
-def time_mhpo(trainer: Any, n: int) -> tuple[list[float], list[float]]:
-    """Wall seconds and mean response length of ``n`` RL steps of an RLTrainer."""
-    times, lengths = [], []
-    for _ in range(n):
-        start = time.perf_counter()
-        metrics = trainer.train_step()
-        times.append(time.perf_counter() - start)
-        lengths.append(metrics["response_length/mean"])
-        trainer.step += 1
-    return times, lengths
+def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: str | None) -> dict[str, Any]:
+    from mhpo_vl.trainer.rl import RLTrainer
+
+    plan = dict(SIZES[size])
+    plan.update({k: v for k, v in (("steps", args.steps), ("warmup", args.warmup), ("prompts", args.prompts),
+                                                 ("micro", args.micro_batch)) if v})
+    model_dir, data_dir, params = prepare(workdir / size, size, args.recipe)
+    cfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"], group=plan["group"],
+                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"])
+    rounds = plan["warmup"] + plan["steps"]
+    print(f"\n== size={size}: qwen2_vl, {params / 1e6:.1f}M parameters, {plan['prompts']} prompts x G={plan['group']}, "
+          f"up to {args.max_new_tokens} new tokens, {plan['warmup']} warm-up + {plan['steps']} measured rounds",
+          flush=True)
+    contenders: dict[str, Any] = {}
+    for name, ckpt in (("trl", True), ("trl_nockpt", False)):
+        contenders[name] = TrlRunner(trl_args(cfg, workdir / size / name, rounds, gradient_checkpointing=ckpt), cfg)
+    contenders["mhpo_hf"] = RLTrainer(cfg)
+    if vllm_reason is None:
+        vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"],
+                           group=plan["group"], max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"],
+                           backend="vllm")
+        contenders["mhpo_vllm"] = RLTrainer(vcfg)
+    meter = RssMeter()
+    steps: dict[str, list[dict[str, float]]] = {k: [] for k in contenders}
+    rss: dict[str, list[tuple[float, float]]] = {k: [] for k in contenders}
+    try:
+        for r in range(rounds):
+            for name, c in contenders.items():
+                with meter.window() as window:
+                    step = c.step() if isinstance(c, TrlRunner) else mhpo_step(c)
+                if r >= plan["warmup"]:
+                    steps[name].append(step)
+                    rss[name].append((window.peak_mb, window.growth_mb))
+            print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]['total']:.2f}s" if r >= plan["warmup"]
+                                                             else k for k, v in steps.items()), flush=True)
+    finally:
+        meter.close()
+        for c in contenders.values():
+            if isinstance(c, TrlRunner):
+                c.close()
+    sides = {name: summarize(steps[name], rss[name]) for name in contenders}
+    pair = {name: [t["total"] for t in steps[name]] for name in contenders}
+    fastest_trl = min(("trl", "trl_nockpt"), key=lambda k: sides[k]["median_s_per_step"])
+    ratios = {"ratio_vs_trl": [a / b for a, b in zip(pair["trl"], pair["mhpo_hf"])],
+              "ratio_vs_trl_nockpt": [a / b for a, b in zip(pair["trl_nockpt"], pair["mhpo_hf"])]}
+    if "mhpo_vllm" in pair:
+        ratios["ratio_vllm_vs_trl"] = [a / b for a, b in zip(pair[fastest_trl], pair["mhpo_vllm"])]
+    return {"size": size, "model": f"qwen2_vl ({size})", "parameters": params, "prompts_per_step": plan["prompts"],
+            "group_size": plan["group"], "max_new_tokens": args.max_new_tokens, "warmup_rounds": plan["warmup"],
+            "measured_rounds": plan["steps"], "fastest_trl": fastest_trl, "sides": sides,
+            "pair_ratios": ratios, "ratios": {k: median(v) for k, v in ratios.items()},
+            "vllm_skipped": vllm_reason}
 
 
-# ----------------------------------------------------------------------------- TRL
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n| size={result['size']} | s/step (median) | rollout | log-prob | fwd-bwd | optimizer | tokens/s | "
+          "mean resp. tokens | peak RSS MB (step growth) |\n|---|---|---|---|---|---|---|---|---|")
+    for name, s in result["sides"].items():
+        ph = s["phases_median_s"]
+        print(f"| {name} | {s['median_s_per_step']:.3f} | {ph['rollout']:.3f} | {ph['logprob']:.3f} | "
+              f"{ph['forward_backward']:.3f} | {ph['optimizer']:.3f} | {s['tokens_per_s']:.0f} | "
+              f"{s['mean_response_length']:.1f} | {s['peak_rss_mb']:.0f} ({s['peak_rss_step_growth_mb']:.0f}) |")
+    for k, v in result["pair_ratios"].items():
+        print(f"{k}: median {median(v):.2f} over {len(v)} paired rounds (range {min(v):.2f}-{max(v):.2f})")
 
 
-def trl_dataset(cfg: Any) -> Any:
-    """The prepared records as TRL's conversational multimodal rows (same template, images, answers)."""
-    from datasets import Dataset
-
-    from mhpo_vl.data import PromptDataset
-    from mhpo_vl.data.collator import load_template
-    from mhpo_vl.data.images import load_image
-
-    template = load_template(cfg.data.prompt_template)
-    rows = []
-    for r in PromptDataset(cfg.data.train_dir, cfg.data.train_split).records:
-        messages = [{"role": "system", "content": cfg.data.system_prompt}] if cfg.data.system_prompt else []
-        messages.append({"role": "user", "content": template.replace("{prompt}", str(r["prompt"]))})
-        rows.append({"prompt": messages, "images": [load_image(p, r["image_root"], r["id"]) for p in r["images"]],
-                     "answer": str(r["answer"]), "answer_type": r["answer_type"], "choices": r.get("choices") or []})
-    return Dataset.from_list(rows)
+def size_line(result: dict[str, Any]) -> str:
+    r = result["ratios"]
+    vllm = f"{r['ratio_vllm_vs_trl']:.2f}" if "ratio_vllm_vs_trl" in r else "NA"
+    return (f"size={result['size']} ratio_vs_trl={r['ratio_vs_trl']:.2f} "
+            f"ratio_vs_trl_nockpt={r['ratio_vs_trl_nockpt']:.2f} ratio_vllm_vs_trl={vllm}")
 
 
-def trl_reward(cfg: Any):
-    """The recipe's reward through mhpo_vl's verifiers, in TRL's reward-function signature."""
-    from mhpo_vl.rewards import combine
-
-    scorer = combine(cfg.reward.components, cfg.reward.options)
-
-    def reward(completions: list, answer: list, answer_type: list, choices: list, completion_ids: list,
-               **_: Any) -> list[float]:
-        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        fields = [{"answer_type": t, "choices": c or None, "response_length": len(ids)}
-                  for t, c, ids in zip(answer_type, choices, completion_ids)]
-        return scorer(texts, answer, fields).total
-
-    reward.__name__ = "mhpo_vl_reward"
-    return reward
-
-
-def time_trl(cfg: Any, workdir: Path, n: int, between: Callable[[], None]) -> tuple[list[float], list[float]]:
-    """Wall seconds of ``n`` optimizer steps of TRL's GRPOTrainer (from the end of one to the end of the
-    next, data loading and logging included) and TRL's mean completion lengths. ``between()`` runs after
-    each TRL step, outside the timed intervals."""
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from mhpo_vl.models import load_policy, load_processor
-
-    class StepTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-            self.last = 0.0
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.last = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.last)
-            between()
-            self.last = time.perf_counter()
-
-    r, t = cfg.rollout, cfg.trainer
-    args = GRPOConfig(
-        output_dir=str(workdir / "trl_run"), per_device_train_batch_size=r.prompts_per_step * r.group_size,
-        gradient_accumulation_steps=1, num_generations=r.group_size, max_completion_length=r.max_new_tokens,
-        temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, learning_rate=t.lr, lr_scheduler_type="constant",
-        max_grad_norm=t.grad_clip, beta=0.0, num_iterations=1, max_steps=n, logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=True, bf16=False, fp16=False, seed=t.seed,
-        dataloader_num_workers=0, disable_tqdm=True, log_completions=False,
-        gradient_checkpointing=cfg.model.gradient_checkpointing,  # TRL defaults to True; match the recipe
-    )
-    timer = StepTimer()
-    trainer = GRPOTrainer(model=load_policy(cfg.model), reward_funcs=trl_reward(cfg), args=args,
-                          train_dataset=trl_dataset(cfg), processing_class=load_processor(cfg.model),
-                          callbacks=[timer])
-    trainer.remove_callback(PrinterCallback)  # TRL's per-step log dicts would flood the output
-    trainer.train()
-    lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
-    return timer.times, lengths
-
-
-# ----------------------------------------------------------------------------- main
-
-
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
+def bars_met(results: list[dict[str, Any]]) -> bool:
+    ok = all(r["ratios"]["ratio_vs_trl"] >= BARS.get(r["size"], 1.0) and r["ratios"]["ratio_vs_trl_nockpt"] > 1.0
+             for r in results)
+    return ok and any(r["ratios"].get("ratio_vllm_vs_trl", 0.0) >= 2.0 for r in results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,67 +209,42 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from mhpo_vl.trainer.rl import RLTrainer
-
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mhpo-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    model_dir, data_dir = prepare(workdir, args.n_data, image_side(args.recipe))
-    cfg = bench_config(args.recipe, model_dir, data_dir, workdir)
-    r = cfg.rollout
-    versions = (f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
-                f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    load_before = os.getloadavg()[0]
-    print(f"bench: tiny qwen2_vl, {r.prompts_per_step} prompts x G={r.group_size}, {r.max_new_tokens} new tokens, "
-          f"{args.warmup} warm-up + {args.steps} measured steps per side; {versions}", flush=True)
-
-    mhpo = RLTrainer(cfg)
-    time_mhpo(mhpo, args.warmup)
-    mhpo_times: list[float] = []
-    mhpo_lengths: list[float] = []
-
-    def mhpo_step() -> None:
-        seconds, lengths = time_mhpo(mhpo, 1)
-        mhpo_times.extend(seconds)
-        mhpo_lengths.extend(lengths)
-
-    try:
-        trl_times, trl_lengths = time_trl(cfg, workdir, args.warmup + args.steps, mhpo_step)
-    except Exception as exc:  # report any TRL failure with its reason, then exit non-zero
-        traceback.print_exc()
-        print(f"bench_step: TRL GRPOTrainer could not run on this setup ({versions}): "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    torch.set_num_threads(args.threads)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        print(f"bench_step: unknown size(s) {unknown}; choose from {', '.join(SIZES)}", file=sys.stderr)
         return 1
-    w = args.warmup
-    mhpo_m, trl_m = mhpo_times[w:], trl_times[w:]
-    pair_ratios = [t / m for t, m in zip(trl_m, mhpo_m)]
-    mhpo_s, trl_s, ratio = _median(mhpo_m), _median(trl_m), _median(pair_ratios)
-    result = {
-        "setup": {"model": "tiny qwen2_vl", "prompts_per_step": r.prompts_per_step, "group_size": r.group_size,
-                  "max_new_tokens": r.max_new_tokens, "warmup": w, "steps": args.steps, "versions": versions},
-        "mhpo_vl": {"median_s_per_step": mhpo_s, "min_s_per_step": min(mhpo_m), "steps": mhpo_m,
-                    "mean_response_length": statistics.mean(mhpo_lengths[w:])},
-        "trl_grpo": {"median_s_per_step": trl_s, "min_s_per_step": min(trl_m), "steps": trl_m,
-                     "mean_response_length": statistics.mean(trl_lengths[w:] or trl_lengths)},
-        "pair_ratios": pair_ratios,
-        "speedup_trl_over_mhpo": ratio,
-    }
-    load = max(load_before, os.getloadavg()[0])
-    result["setup"]["load_average_1min"] = load
+    vllm_reason = vllm_status(args)
+    if vllm_reason:
+        print(f"bench_step: ratio_vllm_vs_trl=NA: {vllm_reason}", flush=True)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mhpo-bench-"))
+    versions = (f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
+                f"{args.threads} thread(s), {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
+    print(f"bench: {versions}; load average before {os.getloadavg()}", flush=True)
+    load_before = os.getloadavg()
+    results = []
+    for size in sizes:
+        try:
+            results.append(run_size(size, args, workdir, vllm_reason))
+        except Exception as exc:  # report any trainer failure with its reason, then exit non-zero
+            traceback.print_exc()
+            print(f"bench_step: size={size} could not run ({versions}): {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        print_table(results[-1])
+    load_after = os.getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    rows = [("mhpo-vl", result["mhpo_vl"]), ("TRL GRPOTrainer", result["trl_grpo"])]
-    print("\n| trainer | s/step (median) | s/step (min) | mean response tokens |\n|---|---|---|---|")
-    for name, row in rows:
-        print(f"| {name} | {row['median_s_per_step']:.3f} | {row['min_s_per_step']:.3f} | "
-              f"{row['mean_response_length']:.2f} |")
-    print(f"\nmhpo-vl is {ratio:.2f}x faster per RL step than TRL (median of {len(pair_ratios)} paired steps; "
-          f"per-pair ratios {min(pair_ratios):.2f}-{max(pair_ratios):.2f}; DESIGN bar >= 2x: "
-          f"{'met' if ratio >= 2 else 'NOT met'}); results in {out}")
-    if load > (os.cpu_count() or 1) + 1:  # this benchmark alone adds about one per torch thread
-        print(f"WARNING: the 1-minute load average reached {load:.1f} on {os.cpu_count()} cores: other processes "
-              "competed for the CPU, so these timings are noisy; rerun on an idle machine", file=sys.stderr)
-    return 3 if ratio < args.require_ratio else 0
+    out.write_text(json.dumps({"setup": {"versions": versions, "threads": args.threads, "recipe": args.recipe,
+                                         "load_average_before": load_before, "load_average_after": load_after},
+                               "sizes": results}, indent=2))
+    print(f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min); results in {out}\n")
+    for r in results:
+        print(size_line(r))
+    if args.require and not bars_met(results):
+        print("bench_step: a ratio is under issue 15's bar", file=sys.stderr)
+        return 3
+    return 0
 
 
 if __name__ == "__main__":

@@ -120,6 +120,22 @@ def _save_processor_files(arch: str, out: Path, image_processor: Qwen2VLImagePro
     (out / "chat_template.jinja").write_text(chat_template)
 
 
+# Named sizes of the same architectures (keyword arguments of build_tiny_model): "tiny" for tests and the
+# demo; "larger" (~25M parameters for qwen2_vl: hidden 576, 8 layers, 8 heads, 2 vision blocks) for
+# speed measurements where the model's compute, not per-call overhead, dominates (`make bench`).
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": {},
+    "larger": {"hidden": 576, "layers": 8, "heads": 8, "vision_hidden": 128, "vision_depth": 2},
+}
+
+
+def build_model_of_size(arch: str, out_dir: str | Path, size: str, **kwargs) -> Path:
+    """``build_tiny_model`` at a named size of :data:`MODEL_SIZES` (extra keywords pass through)."""
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}")
+    return build_tiny_model(arch, out_dir, **{**MODEL_SIZES[size], **kwargs})
+
+
 def build_tiny_model(
     arch: str,
     out_dir: str | Path,
