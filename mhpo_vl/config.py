@@ -260,6 +260,10 @@ class TrainerConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 0
+    # Training forward runs each prompt once for its G responses (a shared KV prefix), in micro-batches
+    # that hold whole groups (micro_batch_size a multiple of group_size, or 0); one process only, and
+    # not under gradient checkpointing (mhpo_vl/rollout/shared_prefix.py).
+    shared_prefix: bool = True
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "auto"
     seed: int = 0
     save_every: int = 0

@@ -63,7 +63,7 @@ class _BufferedLayer(DynamicLayer):
         return self.length
 
 
-def _cache_kwarg(model: torch.nn.Module) -> str:
+def cache_kwarg(model: torch.nn.Module) -> str:
     """The forward's name for the KV cache argument (``cache`` in newer transformers)."""
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
@@ -129,7 +129,7 @@ class _Sampler:
         return tokens, logp
 
 
-def _first_positions(model: torch.nn.Module, inputs: dict[str, Any], group_size: int) -> torch.Tensor:
+def first_positions(model: torch.nn.Module, inputs: dict[str, Any], group_size: int) -> torch.Tensor:
     """Position of the first response token per row, continuing the prefill's positions: for Qwen-VL
     prompts with images, the prompt's attended tokens + the prefill's M-RoPE offset (``rope_deltas``),
     as (3, N, 1); otherwise the padded prompt length (the prefill counted padding columns too), (N, 1)."""
@@ -170,7 +170,7 @@ def sample_grouped(model: torch.nn.Module, inputs: dict[str, Any], *, group_size
     p, lp = inputs["input_ids"].shape
     n = p * g
     capacity = lp + max_new_tokens
-    cache_key = _cache_kwarg(model)
+    cache_key = cache_kwarg(model)
     out = model(**inputs, **{cache_key: DynamicCache()}, use_cache=True, logits_to_keep=1)
     cache = getattr(out, "cache", None)
     cache = out.past_key_values if cache is None else cache
@@ -180,7 +180,7 @@ def sample_grouped(model: torch.nn.Module, inputs: dict[str, Any], *, group_size
     sampler = _Sampler(logits.shape[-1], device, temperature=temperature, top_k=top_k, top_p=top_p,
                        banned_ids=banned_ids or [])
     mask_at = _step_mask(model, inputs["attention_mask"], g, capacity)
-    position = _first_positions(model, inputs, g)
+    position = first_positions(model, inputs, g)
     ids = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros(n, max_new_tokens, device=device) if return_logprobs else None
     eos = torch.tensor(eos_ids, device=device)

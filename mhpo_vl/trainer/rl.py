@@ -38,6 +38,7 @@ from mhpo_vl.rollout.factory import make_rollout_backend
 from mhpo_vl.rollout.hf import vision_token_ids
 from mhpo_vl.rollout.logprobs import select_rows
 from mhpo_vl.rollout.mismatch import logprobs_with_sampler_view
+from mhpo_vl.rollout.shared_prefix import build_prompt_inputs, shared_prefix_supported
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.rollout.weights import engine_weights
 from mhpo_vl.trainer import checkpoint as ckpt
@@ -113,6 +114,9 @@ class RLTrainer:
                                        max_pixels=cfg.model.max_pixels, max_prompt_tokens=cfg.data.max_prompt_tokens)
         self.vision_start_id = (self.tokenizer.convert_tokens_to_ids("<|vision_start|>")
                                 if is_multimodal(self.processor) else None)
+        # one process (DDP/FSDP expect one forward per backward), a model that takes a KV cache in training
+        self.shared_prefix = (cfg.trainer.shared_prefix and self.parallel.world == 1
+                              and shared_prefix_supported(model))
         self.reuse_vision = not any(p.requires_grad for n, p in model.named_parameters() if is_vision_param(n))
         optimizer, self.params = make_optimizer(model, cfg.trainer.lr, cfg.trainer.weight_decay,
                                                 (cfg.trainer.adam_beta1, cfg.trainer.adam_beta2))
@@ -296,6 +300,8 @@ class RLTrainer:
         t_update = time.perf_counter()
         with torch.no_grad():  # the vision tower runs here only when frozen (reuse_vision)
             inputs = build_sequence_inputs(rollout, self.model, self.vision_start_id, reuse_vision=self.reuse_vision)
+            prompt_inputs = (build_prompt_inputs(rollout.prompt_inputs, self.model, self.vision_start_id,
+                                                 reuse_vision=self.reuse_vision) if self.shared_prefix else None)
         t_logprob = time.perf_counter()
         old_logp, ref_logp, sampler_view = self._old_and_ref_logprobs(rollout, inputs)
         timing["time/logprob"] = time.perf_counter() - t_logprob
@@ -313,7 +319,7 @@ class RLTrainer:
                 micro_batch_size=cfg.trainer.micro_batch_size, grad_clip=cfg.trainer.grad_clip,
                 ref_logp=ref_logp, kl_coef=cfg.algo.kl_coef, kl_estimator=cfg.algo.kl_estimator,
                 no_sync=self.parallel.no_sync(self.model), all_true=self.parallel.all_true,
-                token_sink=recorder,
+                token_sink=recorder, prompt_inputs=prompt_inputs, group_size=rollout.group_size,
             )
         if recorder is not None:
             self.rollout_log.submit(recorder, rollout, rewards=rewards, components=components, accuracy=accuracy,

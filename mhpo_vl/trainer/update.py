@@ -20,6 +20,7 @@ import torch
 from mhpo_vl.algos.aggregation import aggregate, as_bool_mask, masked_mean
 from mhpo_vl.algos.kl import kl_penalty
 from mhpo_vl.rollout.logprobs import micro_batches, select_rows, token_logprobs
+from mhpo_vl.rollout.shared_prefix import shared_prefix_logprobs
 from mhpo_vl.trainer.parallel import clip_grad_norm
 
 
@@ -76,11 +77,15 @@ def policy_update(
     no_sync: Callable[[], Any] | None = None,
     all_true: Callable[[torch.Tensor], bool] = bool,
     token_sink: Callable[[slice, torch.Tensor, torch.Tensor | None], None] | None = None,
+    prompt_inputs: dict[str, Any] | None = None,
+    group_size: int = 0,
 ) -> UpdateResult:
     """Run the optimizer steps for one rollout. Shapes: response_ids/mask/old_logp (N, T), advantages (N,).
 
     ``token_sink(rows, logp, entropy)``, when given, sees every micro-batch's (rows, T) log-probs and
-    entropies (e.g. to log rollouts); it must not keep the graph.
+    entropies (e.g. to log rollouts); it must not keep the graph. With ``prompt_inputs`` (the P prompts,
+    see shared_prefix.build_prompt_inputs) micro-batches that hold whole groups of ``group_size`` rows
+    run each prompt once (shared_prefix_logprobs); others run the full sequences from ``inputs``.
     """
     result = UpdateResult()
     n = response_ids.shape[0]
@@ -94,10 +99,10 @@ def policy_update(
             finite = True
             for k, micro in enumerate(micros):
                 rows = slice(mini.start + micro.start, mini.start + micro.stop)
-                part = select_rows(inputs, rows, vision_start_id)
                 sync = no_sync() if (no_sync is not None and k < len(micros) - 1) else contextlib.nullcontext()
                 with sync:
-                    logp, entropy = token_logprobs(model, part, response_ids[rows], temperature, with_entropy=True)
+                    logp, entropy = _micro_logprobs(model, inputs, prompt_inputs, group_size, rows, response_ids,
+                                                    mask, temperature, vision_start_id)
                     if token_sink is not None:
                         token_sink(rows, logp, entropy)
                     loss, metrics = loss_fn(logp, old_logp[rows], advantages[rows], mask[rows], **hparams)
@@ -127,3 +132,16 @@ def policy_update(
             result.grad_norms.append(norm.detach())
     return result
 
+
+
+def _micro_logprobs(model: torch.nn.Module, inputs: dict[str, Any], prompt_inputs: dict[str, Any] | None,
+                    group_size: int, rows: slice, response_ids: torch.Tensor, mask: torch.Tensor,
+                    temperature: float, vision_start_id: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(rows, T) log-probs and entropies of one micro-batch: shared-prefix when it holds whole groups."""
+    g = group_size
+    if prompt_inputs is not None and g > 0 and rows.start % g == 0 and rows.stop % g == 0:
+        prompts = select_rows(prompt_inputs, slice(rows.start // g, rows.stop // g), vision_start_id)
+        return shared_prefix_logprobs(model, prompts, response_ids[rows], mask[rows], g, temperature,
+                                      with_entropy=True)
+    part = select_rows(inputs, rows, vision_start_id)
+    return token_logprobs(model, part, response_ids[rows], temperature, with_entropy=True)

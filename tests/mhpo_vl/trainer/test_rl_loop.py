@@ -142,3 +142,26 @@ def test_reward_hacks_get_no_accuracy(hack):
     reward = combine({"accuracy": 0.9, "format_reward": 0.1})
     scores = reward([hack], ["red"], [{"answer_type": "choice", "choices": ["red", "blue", "green"]}])
     assert scores.components["accuracy"] == [0.0]
+
+
+@pytest.mark.parametrize("micro", ["0", "4", "2"])
+def test_shared_prefix_update_equals_the_full_forward_update(micro, tiny_model_dir, easy_vqa_dir, tmp_path):
+    # Same seed, same rollout: loss, entropy and gradient norm of the step match whether each prompt runs
+    # once for its G responses (micro-batches of whole groups: 0 or 4 rows) or every sequence runs whole
+    # (micro 2 < G falls back). (Weights are not compared: Adam's first step is ~lr * sign(grad), which
+    # turns rounding noise in near-zero gradients into lr-sized differences.)
+    (tmp_path / "my_reward.py").write_text("def odd_length(completion, reference, **kw):\n"
+                                           "    return float(len(completion) % 2)\n")
+    runs = []
+    for shared in ("true", "false"):
+        torch.manual_seed(0)
+        cfg = _cfg(tiny_model_dir("qwen2_5_vl"), easy_vqa_dir, tmp_path / shared, **{
+            "trainer.shared_prefix": shared, "trainer.micro_batch_size": micro, "rollout.max_new_tokens": "6",
+            "reward.components": f"{{'{tmp_path / 'my_reward.py'}:odd_length': 1.0}}"})
+        trainer = RLTrainer(cfg)
+        assert trainer.shared_prefix == (shared == "true")
+        metrics = trainer.train_step()
+        assert metrics["skipped_steps"] == 0 and metrics["reward/std"] > 0
+        runs.append(metrics)
+    for key in ("loss", "entropy", "grad_norm", "loss/ratio_mean", "response_length/mean"):
+        assert runs[0][key] == pytest.approx(runs[1][key], rel=1e-4, abs=1e-6), key
