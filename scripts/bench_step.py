@@ -57,11 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_support import PHASES, RssMeter, TrlRunner, median, prepare, step_config, trl_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# Per size: prompts per step x G, warm-up rounds and measured rounds (the larger model is ~40x the compute).
+# Per size: prompts per step x G, warm-up and measured rounds (a larger-model round takes minutes on 2 cores).
 # mhpo-vl trains in micro-batches of `micro` rows (gradients accumulated, one optimizer step per batch);
 # TRL keeps its default (the whole batch in one forward).
-SIZES = {"tiny": {"prompts": 16, "group": 8, "micro": 32, "warmup": 2, "steps": 5},
-         "larger": {"prompts": 4, "group": 8, "micro": 8, "warmup": 1, "steps": 3}}
+SIZES = {"tiny": {"prompts": 16, "group": 8, "micro": 32, "warmup": 1, "steps": 5},
+         "larger": {"prompts": 2, "group": 8, "micro": 8, "warmup": 1, "steps": 2}}
 BARS = {"tiny": 1.5, "larger": 1.3}  # issue 15: ratio_vs_trl per size; nockpt > 1.0; vllm >= 2.0 for one size
 
 
@@ -72,9 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="tiny,larger", help="comma-separated model sizes (tiny, larger)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="response budget (default 128)")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads for every trainer (default 1)")
-    parser.add_argument("--steps", type=int, help="measured rounds per size (default: per size, 5 / 3)")
-    parser.add_argument("--warmup", type=int, help="unmeasured rounds first (default: per size, 2 / 1)")
-    parser.add_argument("--prompts", type=int, help="prompts per step (default: per size, 16 / 4)")
+    parser.add_argument("--steps", type=int, help="measured rounds per size (default: per size, 5 / 2)")
+    parser.add_argument("--warmup", type=int, help="unmeasured rounds first (default: 1)")
+    parser.add_argument("--prompts", type=int, help="prompts per step (default: per size, 16 / 2)")
     parser.add_argument("--micro-batch", type=int, help="mhpo-vl's micro-batch rows (default: per size, 32 / 8)")
     parser.add_argument("--no-vllm", metavar="REASON", help="skip the vLLM trainer and print REASON")
     parser.add_argument("--workdir", help="where the models, data and runs go (default: a temp dir)")

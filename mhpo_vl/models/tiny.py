@@ -121,11 +121,12 @@ def _save_processor_files(arch: str, out: Path, image_processor: Qwen2VLImagePro
 
 
 # Named sizes of the same architectures (keyword arguments of build_tiny_model): "tiny" for tests and the
-# demo; "larger" (~25M parameters for qwen2_vl: hidden 576, 8 layers, 8 heads, 2 vision blocks) for
-# speed measurements where the model's compute, not per-call overhead, dominates (`make bench`).
+# demo; "larger" (~25M parameters for qwen2_vl: hidden 512, 10 layers, 8 heads of 64 (a head size vLLM's
+# CPU attention supports), 2 vision blocks) for speed measurements where the model's compute, not
+# per-call overhead, dominates (`make bench`).
 MODEL_SIZES: dict[str, dict[str, int]] = {
     "tiny": {},
-    "larger": {"hidden": 576, "layers": 8, "heads": 8, "vision_hidden": 128, "vision_depth": 2},
+    "larger": {"hidden": 512, "layers": 10, "heads": 8, "vision_hidden": 128, "vision_depth": 2},
 }
 
 

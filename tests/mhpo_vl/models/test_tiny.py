@@ -73,3 +73,18 @@ def test_same_seed_same_weights(tmp_path):
 def test_unknown_arch_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown arch"):
         build_tiny_model("llama", tmp_path)
+
+
+def test_named_sizes_larger_is_tens_of_millions_and_unknown_size_is_an_error(tmp_path):
+    from mhpo_vl.models import MODEL_SIZES, build_model_of_size
+    from mhpo_vl.models.tiny import tiny_config
+
+    ids = {"eos": 1, "pad": 0, "image": 2, "video": 3, "vision_start": 4, "vision_end": 5}
+    config = tiny_config("qwen2_vl", 850, special_ids=ids, **MODEL_SIZES["larger"])
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    params = sum(p.numel() for p in model.parameters())
+    assert 20e6 < params < 40e6, params
+    assert config.text_config.hidden_size // config.text_config.num_attention_heads == 64
+    with pytest.raises(ValueError, match="unknown model size 'huge'"):
+        build_model_of_size("qwen2_vl", tmp_path, "huge")
