@@ -136,8 +136,9 @@ class HFRolloutBackend:
                 processors.append(TopKLogitsWarper(params.top_k))
             if params.top_p < 1.0:
                 processors.append(TopPLogitsWarper(params.top_p))
-        # Sampling warpers are ours (above); neutral values here keep a checkpoint's defaults out.
-        neutral = {} if greedy else {"temperature": 1.0, "top_p": 1.0, "top_k": None}
+        # Sampling warpers are ours (above); neutral values here keep a checkpoint's defaults out (top_k 0, not
+        # None: generate fills None with its global default of 50).
+        neutral = {} if greedy else {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
         gen_config = GenerationConfig(
             do_sample=not greedy, max_new_tokens=params.max_new_tokens, num_return_sequences=params.num_samples,
             eos_token_id=eos_ids, pad_token_id=pad_id, stop_strings=list(params.stop_strings) or None, **neutral,

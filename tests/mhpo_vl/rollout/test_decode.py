@@ -76,3 +76,14 @@ def test_sample_tokens_follows_the_distribution_and_skips_masked_tokens():
     freq = torch.bincount(drawn, minlength=4).float() / len(drawn)
     assert freq[1] == 0
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+
+
+@pytest.mark.parametrize("decoder", ["fast", "generate"])
+def test_top_k_zero_samples_the_whole_vocabulary(decoder, tiny_model_dir):
+    # At a high temperature the tiny model's next-token distribution is nearly flat over ~850 tokens, so
+    # 400 draws without top-k show far more than 50 distinct tokens (generate's default top-k is 50).
+    processor, model, batch = _setup(tiny_model_dir, "qwen2", [_records()[1]])
+    params = SamplingParams(num_samples=400, temperature=50.0, max_new_tokens=1, return_logprobs=True)
+    torch.manual_seed(0)
+    rollout = HFRolloutBackend(processor, decoder=decoder).generate(model, batch, params)
+    assert len(set(rollout.response_ids[:, 0].tolist())) > 80
