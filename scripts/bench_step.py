@@ -112,7 +112,7 @@ def mhpo_step(trainer: Any) -> dict[str, float]:
 def summarize(steps: list[dict[str, float]], rss: list[tuple[float, float]]) -> dict[str, Any]:
     total = [s["total"] for s in steps]
     return {
-        "median_s_per_step": median(total), "min_s_per_step": min(total), "steps_s": total,
+        "median_s_per_step": median(total), "min_s_per_step": min(total), "steps_s": total, "steps": steps,
         "phases_median_s": {p: median([s[p] for s in steps]) for p in PHASES},
         "tokens_per_s": median([s["tokens"] / s["total"] for s in steps]),
         "mean_response_length": statistics.mean(s["length"] for s in steps),
