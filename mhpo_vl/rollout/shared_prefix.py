@@ -23,7 +23,9 @@ from mhpo_vl.rollout.vision import encode_images_once
 def shared_prefix_supported(model: torch.nn.Module) -> bool:
     """True when the model takes a KV cache in training (full attention, no gradient checkpointing)."""
     base = getattr(model, "get_base_model", lambda: model)()
-    return supports_fast_decode(model) and not getattr(base, "is_gradient_checkpointing", False)
+    # transformers 5.x names the flag is_activation_checkpointing (is_gradient_checkpointing warns)
+    flag = "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    return supports_fast_decode(model) and not getattr(base, flag, False)
 
 
 def build_prompt_inputs(prompt_inputs: dict[str, torch.Tensor], model: torch.nn.Module, vision_start_id: int | None,
