@@ -110,7 +110,8 @@ def prepare_smollm2(args: argparse.Namespace, out: Path) -> Path:
 
 
 def evaluate_run(model_dir: Path, cfg: Any, records: list[dict], seed: int) -> dict[str, Any]:
-    """Held-out Avg@k at the sampling temperature (seeded) and greedy accuracy of ``model_dir``.
+    """Held-out Avg@k at the sampling temperature (seeded), greedy accuracy of ``model_dir`` and the share of
+    prompts whose k samples all give one answer (see ``compare_stats.single_answer_share``).
 
     The tokenizer/processor comes from ``cfg.model`` (a RL checkpoint holds weights and config only);
     answers are read with ``cfg.reward.extract``, as the reward reads them in training.
@@ -128,11 +129,11 @@ def evaluate_run(model_dir: Path, cfg: Any, records: list[dict], seed: int) -> d
                   template=cfg.data.prompt_template, system_prompt=cfg.data.system_prompt,
                   max_prompt_tokens=cfg.data.max_prompt_tokens, extract=cfg.reward.extract, progress=False)
     torch.manual_seed(10_000 + seed)
-    _, sampled = evaluate(model, processor, records, n_samples=demo.EVAL_SAMPLES,
-                          temperature=cfg.rollout.temperature, desc="eval", **common)
+    samples, sampled = evaluate(model, processor, records, n_samples=demo.EVAL_SAMPLES,
+                                temperature=cfg.rollout.temperature, desc="eval", **common)
     _, greedy = evaluate(model, processor, records, n_samples=1, temperature=0.0, desc="eval", **common)
     return {"accuracy": float(sampled["accuracy"]), "greedy_accuracy": float(greedy["accuracy"]),
-            "n": int(sampled["n"])}
+            "n": int(sampled["n"]), "single_answer_share": compare_stats.single_answer_share(samples)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 ENTROPY_FLOOR = 0.05  # mean token entropy (nats) of the last steps below this = collapsed policy
+# One answer per prompt: a held-out prompt is "single-answer" when all its sampled responses (Avg@k's k
+# samples at the sampling temperature) give the same extracted answer (no answer counts as one value);
+# a run whose share of single-answer prompts reaches this is collapsed, whatever its token entropy.
+SINGLE_ANSWER_SHARE = 0.95
 SPIKE_FACTOR = 3.0  # a grad norm above SPIKE_FACTOR x the running median of the earlier steps is a spike
 SPIKE_WARMUP = 5  # steps before spikes are counted (the running median needs a few values)
 FINAL_WINDOW = 5  # entropy_final = mean over the last FINAL_WINDOW logged steps
@@ -22,7 +26,8 @@ SUMMARY_KEYS = {
     "grad_norm_std": ("grad_norm", "std"), "grad_norm_max": ("grad_norm", "max"),
     "grad_norm_max_jump": ("grad_norm", "max_jump"), "grad_norm_spikes": ("grad_norm", "spikes"),
     "ratio_min": ("ratio", "min"), "ratio_max": ("ratio", "max"), "ratio_far_frac": ("ratio", "far_frac"),
-    "entropy_final": ("entropy_final",), "collapsed": ("collapsed",), "skipped_steps": ("skipped_steps",),
+    "entropy_final": ("entropy_final",), "single_answer_share": ("single_answer_share",),
+    "collapsed": ("collapsed",), "skipped_steps": ("skipped_steps",),
 }
 
 
@@ -59,10 +64,33 @@ def weight_stats(metrics: Sequence[Mapping[str, Any]]) -> dict[str, float | None
     return out
 
 
+def single_answer_share(samples: Sequence[Mapping[str, Any]]) -> float:
+    """Share of prompts (samples grouped by ``id``) whose samples all have the same ``extracted`` answer.
+
+    ``samples`` are :func:`mhpo_vl.evaluation.evaluate`'s (``{"id", "extracted", ...}``); answers compare
+    after stripping whitespace, and a missing answer (None) is one value of its own. Prompts with a single
+    sample say nothing about diversity and are left out; NaN when no prompt has two or more samples.
+    """
+    answers: dict[str, list[str | None]] = {}
+    for s in samples:
+        extracted = s.get("extracted")
+        answers.setdefault(str(s["id"]), []).append(extracted.strip() if isinstance(extracted, str) else None)
+    groups = [a for a in answers.values() if len(a) > 1]
+    return sum(1 for a in groups if len(set(a)) == 1) / len(groups) if groups else float("nan")
+
+
+def is_collapsed(entropy_final: float, single_share: float) -> bool:
+    """Collapsed: final entropy under :data:`ENTROPY_FLOOR` (or not finite), or one answer per prompt on at
+    least :data:`SINGLE_ANSWER_SHARE` of the held-out prompts."""
+    return bool(not entropy_final >= ENTROPY_FLOOR or single_share >= SINGLE_ANSWER_SHARE)
+
+
 def run_stats(metrics: Sequence[Mapping[str, Any]], eval_result: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``runs[]`` entry of compare.json (without loss and seed) from metrics.jsonl and the held-out eval."""
+    """One ``runs[]`` entry of compare.json (without loss and seed) from metrics.jsonl and the held-out eval
+    (``{"accuracy", "greedy_accuracy", "n", "single_answer_share"?}``; without the share only entropy decides)."""
     entropy = _finite(metrics, "entropy")[-FINAL_WINDOW:]
     entropy_final = statistics.fmean(entropy) if entropy else float("nan")
+    single = float(eval_result.get("single_answer_share", float("nan")))
     skipped = _finite(metrics, "skipped_steps")
     return {
         "eval": {"accuracy": float(eval_result["accuracy"]), "greedy_accuracy": float(eval_result["greedy_accuracy"]),
@@ -70,7 +98,8 @@ def run_stats(metrics: Sequence[Mapping[str, Any]], eval_result: Mapping[str, An
         "grad_norm": grad_norm_stats(metrics),
         "ratio": ratio_stats(metrics),
         "entropy_final": entropy_final,
-        "collapsed": bool(not entropy_final >= ENTROPY_FLOOR),
+        "single_answer_share": single,
+        "collapsed": is_collapsed(entropy_final, single),
         "skipped_steps": int(skipped[-1]) if skipped else 0,
         "weights": weight_stats(metrics),
     }
@@ -110,7 +139,8 @@ def paired_differences(runs: Sequence[Mapping[str, Any]], reference: str = "mhpo
 
 
 REPORT_COLUMNS = ("accuracy", "greedy_accuracy", "grad_norm_std", "grad_norm_max", "grad_norm_spikes",
-                  "ratio_min", "ratio_max", "ratio_far_frac", "entropy_final", "collapsed", "skipped_steps")
+                  "ratio_min", "ratio_max", "ratio_far_frac", "entropy_final", "single_answer_share", "collapsed",
+                  "skipped_steps")
 
 
 def _cell(stat: Mapping[str, float]) -> str:
@@ -127,7 +157,9 @@ def write_report(result: Mapping[str, Any], path: Path, plots: Sequence[str]) ->
              f"{settings['steps']} RL steps\n",
              "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "\n",
              f"Mean ± sd over seeds. Accuracy: held-out Avg@{settings['eval_samples']} at the sampling temperature; "
-             f"collapsed: final entropy < {ENTROPY_FLOOR}; spikes: grad norm > {SPIKE_FACTOR:g}x the running median.\n",
+             f"single_answer_share: share of held-out prompts whose {settings['eval_samples']} samples all give the "
+             f"same extracted answer; collapsed: final entropy < {ENTROPY_FLOOR} or single_answer_share >= "
+             f"{SINGLE_ANSWER_SHARE}; spikes: grad norm > {SPIKE_FACTOR:g}x the running median.\n",
              header + rows]
     diffs = paired_differences(result["runs"])
     if diffs:

@@ -54,13 +54,54 @@ def test_run_stats_ratio_entropy_collapse_and_skips(stats):
     assert run["weights"]["hazard_weight_mean"] is None
     low = stats.run_stats([{**m, "entropy": 0.01} for m in metrics], {"accuracy": 0, "greedy_accuracy": 0, "n": 1})
     assert low["collapsed"]
+    # entropy well above the floor, but one answer per prompt on (nearly) every held-out prompt: collapsed
+    single = stats.run_stats(metrics, {"accuracy": 0.5, "greedy_accuracy": 0.6, "n": 10, "single_answer_share": 0.97})
+    assert single["collapsed"] and single["single_answer_share"] == 0.97
+    diverse = stats.run_stats(metrics, {"accuracy": 0.5, "greedy_accuracy": 0.6, "n": 10, "single_answer_share": 0.6})
+    assert not diverse["collapsed"]
+
+
+def test_single_answer_share_groups_by_prompt(stats):
+    def sample(pid, extracted):
+        return {"id": pid, "extracted": extracted, "response": str(extracted), "correct": False}
+    samples = [sample("a", "red"), sample("a", " red"), sample("b", "red"), sample("b", "blue"),
+               sample("c", None), sample("c", None), sample("d", "circle"), sample("e", None), sample("e", "x")]
+    # a: one answer (whitespace ignored); b: two; c: no answer twice = one value; d: one sample, left out; e: two
+    assert stats.single_answer_share(samples) == pytest.approx(2 / 4)
+    assert math.isnan(stats.single_answer_share([sample("d", "circle")]))
+    assert stats.is_collapsed(1.0, 0.95) and not stats.is_collapsed(1.0, 0.94)
+    assert stats.is_collapsed(0.01, 0.0) and stats.is_collapsed(float("nan"), float("nan"))
+    assert not stats.is_collapsed(1.0, float("nan"))
+
+
+def test_collapse_detects_one_answer_per_prompt_on_a_real_model(stats, tiny_model_dir):
+    """A real tiny model's samples: greedy (deterministic) decoding gives one answer per prompt and counts
+    as collapsed; sampling at T=1 from the untrained model gives varied answers and does not."""
+    import torch
+
+    from mhpo_vl.config import ModelConfig
+    from mhpo_vl.evaluation import evaluate
+    from mhpo_vl.models import load_policy, load_processor
+
+    cfg = ModelConfig(name_or_path=str(tiny_model_dir("qwen2")))
+    model, processor = load_policy(cfg).eval(), load_processor(cfg)
+    records = [{"id": str(i), "prompt": f"What is {i}+{i}?", "answer": str(2 * i), "answer_type": "math",
+                "images": []} for i in range(8)]
+    common = dict(n_samples=4, max_new_tokens=4, batch_size=8, progress=False)
+    greedy, _ = evaluate(model, processor, records, temperature=0.0, **common)
+    assert stats.single_answer_share(greedy) == 1.0 and stats.is_collapsed(1.0, stats.single_answer_share(greedy))
+    torch.manual_seed(0)
+    sampled, _ = evaluate(model, processor, records, temperature=1.0, **common)
+    share = stats.single_answer_share(sampled)
+    assert share < stats.SINGLE_ANSWER_SHARE and not stats.is_collapsed(1.0, share)
 
 
 def test_summary_and_paired_differences(stats):
     def run(loss, seed, acc):
         return {"loss": loss, "seed": seed, "eval": {"accuracy": acc, "greedy_accuracy": acc, "n": 4},
                 "grad_norm": {"std": 0, "max": 0, "max_jump": 0, "spikes": 0},
-                "ratio": {"min": 1, "max": 1, "far_frac": 0}, "entropy_final": 1.0, "collapsed": False,
+                "ratio": {"min": 1, "max": 1, "far_frac": 0}, "entropy_final": 1.0, "single_answer_share": 0.5,
+                "collapsed": False,
                 "skipped_steps": 0}
     runs = [run("mhpo", 0, 0.6), run("mhpo", 1, 0.8), run("grpo", 0, 0.5), run("grpo", 1, 0.5)]
     summary = stats.summarize(runs)
@@ -98,6 +139,7 @@ def test_tiny_off_policy_run_writes_the_compare_json_schema(compare, tmp_path):
         assert set(run["grad_norm"]) == {"std", "max", "max_jump", "spikes"}
         assert set(run["ratio"]) == {"min", "max", "far_frac"}
         assert isinstance(run["collapsed"], bool) and isinstance(run["skipped_steps"], int)
+        assert 0.0 <= run["single_answer_share"] <= 1.0
         numbers = [*run["eval"].values(), *run["grad_norm"].values(), *run["ratio"].values(), run["entropy_final"]]
         assert all(math.isfinite(v) for v in numbers)
         # later mini-batches train on samples of the policy before the first step: the ratio leaves 1
