@@ -136,6 +136,24 @@ def evaluate_run(model_dir: Path, cfg: Any, records: list[dict], seed: int) -> d
             "n": int(sampled["n"]), "single_answer_share": compare_stats.single_answer_share(samples)}
 
 
+def write_result(args: argparse.Namespace, base_cfg: Any, recipe: Path, runs: list[dict[str, Any]], n_test: int,
+                 seconds: float, out: Path, *, complete: bool) -> dict[str, Any]:
+    """Write ``out/compare.json`` and a plot-less ``out/report.md`` for the runs so far (after every run, so an
+    interrupted comparison keeps what finished: ``settings.complete`` is false until the last run)."""
+    settings = {"model": args.model, "recipe": str(recipe.relative_to(demo.ROOT)), "seeds": args.seeds,
+                "steps": base_cfg.trainer.max_steps if not args.steps else args.steps,
+                "ppo_epochs": args.ppo_epochs, "updates_per_batch": (OFF_POLICY_UPDATES if args.regime == "off_policy"
+                                                                     else 1) * args.ppo_epochs,
+                "lr": base_cfg.trainer.lr * args.lr_scale, "lr_scale": args.lr_scale, "losses": args.losses.split(","),
+                "eval_samples": demo.EVAL_SAMPLES, "n_test": n_test, "overrides": list(args.overrides),
+                "seconds": round(seconds, 1), "complete": complete}
+    result = {"regime": args.regime, "settings": settings, "runs": runs, "summary": compare_stats.summarize(runs)}
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    if not complete:
+        compare_stats.write_report(result, out / "report.md", [])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recipe = RECIPES[args.model]
@@ -192,15 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             curves[name].append(metrics)
             demo.log(f"seed {seed}: {name} held-out {evaluated['accuracy']:.3f}, ratio "
                      f"[{stats['ratio']['min']:.3f}, {stats['ratio']['max']:.3f}]")
-    settings = {"model": args.model, "recipe": str(recipe.relative_to(demo.ROOT)), "seeds": args.seeds,
-                "steps": base_cfg.trainer.max_steps if not args.steps else args.steps,
-                "ppo_epochs": args.ppo_epochs, "updates_per_batch": (OFF_POLICY_UPDATES if args.regime == "off_policy"
-                                                                     else 1) * args.ppo_epochs,
-                "lr": base_cfg.trainer.lr * args.lr_scale, "lr_scale": args.lr_scale, "losses": losses,
-                "eval_samples": demo.EVAL_SAMPLES, "n_test": len(records or []), "overrides": list(args.overrides),
-                "seconds": round(time.perf_counter() - t0, 1)}
-    result = {"regime": args.regime, "settings": settings, "runs": runs, "summary": compare_stats.summarize(runs)}
-    (out / "compare.json").write_text(json.dumps(result, indent=2))
+            write_result(args, base_cfg, recipe, runs, len(records), time.perf_counter() - t0, out, complete=False)
+    result = write_result(args, base_cfg, recipe, runs, len(records or []), time.perf_counter() - t0, out,
+                          complete=True)
     plots = compare_stats.plot_curves(curves, out)
     compare_stats.write_report(result, out / "report.md", plots)
     print((out / "report.md").read_text())

@@ -106,14 +106,19 @@ def run_stats(metrics: Sequence[Mapping[str, Any]], eval_result: Mapping[str, An
 
 
 def _pick(run: Mapping[str, Any], path: Sequence[str]) -> float:
+    """The metric at ``path`` in a run dict; NaN where an older compare.json lacks it."""
     value: Any = run
     for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return math.nan
         value = value[key]
-    return float(value)
+    return float(value) if value is not None else math.nan
 
 
 def mean_sd(values: Sequence[float]) -> dict[str, float]:
-    """{"mean", "sd"} (population sd; 0 for one value)."""
+    """{"mean", "sd"} (population sd; 0 for one value; NaN sd when a value is not finite)."""
+    if not all(math.isfinite(v) for v in values):
+        return {"mean": statistics.fmean(values), "sd": math.nan}
     return {"mean": statistics.fmean(values), "sd": statistics.pstdev(values) if len(values) > 1 else 0.0}
 
 
@@ -133,9 +138,23 @@ def paired_differences(runs: Sequence[Mapping[str, Any]], reference: str = "mhpo
             continue
         seeds = [s for (name, s) in by_key if name == loss and (reference, s) in by_key]
         if seeds:
-            out[loss] = {name: mean_sd([_pick(by_key[(reference, s)], path) - _pick(by_key[(loss, s)], path)
-                                        for s in seeds]) for name, path in SUMMARY_KEYS.items()}
+            out[loss] = {name: {**mean_sd([_pick(by_key[(reference, s)], path) - _pick(by_key[(loss, s)], path)
+                                           for s in seeds]), "n": len(seeds)} for name, path in SUMMARY_KEYS.items()}
     return out
+
+
+# Two-sided 5% critical values of Student's t by degrees of freedom (1.96 beyond the table).
+T_CRIT = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+
+
+def exceeds_noise(diff: Mapping[str, float]) -> bool:
+    """Paired t-test at 5% (two-sided) on a paired difference {"mean", "sd" (population), "n"}: the mean is
+    farther from 0 than seed noise explains. Never true for fewer than 2 seeds; a nonzero mean with sd 0 is."""
+    n = int(diff.get("n", 1))
+    if n < 2 or diff["mean"] == 0 or not math.isfinite(diff["mean"]):
+        return False
+    stderr = diff["sd"] / math.sqrt(n - 1)  # sample sd / sqrt(n), from the population sd
+    return stderr == 0 or abs(diff["mean"]) / stderr > T_CRIT.get(n - 1, 1.96)
 
 
 REPORT_COLUMNS = ("accuracy", "greedy_accuracy", "grad_norm_std", "grad_norm_max", "grad_norm_spikes",
@@ -144,14 +163,24 @@ REPORT_COLUMNS = ("accuracy", "greedy_accuracy", "grad_norm_std", "grad_norm_max
 
 
 def _cell(stat: Mapping[str, float]) -> str:
-    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}"
+    mark = " *" if "n" in stat and exceeds_noise(stat) else ""
+    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}{mark}"
+
+
+def tables(result: Mapping[str, Any], columns: Sequence[str] = REPORT_COLUMNS) -> tuple[str, str]:
+    """Markdown tables: mean ± sd over seeds per loss, and MHPO minus each baseline paired by seed ("*": the
+    paired difference exceeds seed noise, :func:`exceeds_noise`); the second is empty without MHPO."""
+    header = "| loss | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
+    rows = "".join(f"| {loss} | " + " | ".join(_cell(stats[c]) for c in columns) + " |\n"
+                   for loss, stats in result["summary"].items())
+    diffs = paired_differences(result["runs"])
+    diff_rows = "".join(f"| {loss} | " + " | ".join(_cell(d[c]) for c in columns) + " |\n" for loss, d in diffs.items())
+    return header + rows, (header.replace("| loss |", "| baseline |") + diff_rows) if diffs else ""
 
 
 def write_report(result: Mapping[str, Any], path: Path, plots: Sequence[str]) -> None:
     """report.md: settings, mean ± sd over seeds per loss, paired per-seed differences MHPO minus each baseline."""
-    header = "| loss | " + " | ".join(REPORT_COLUMNS) + " |\n|---|" + "---|" * len(REPORT_COLUMNS) + "\n"
-    rows = "".join(f"| {loss} | " + " | ".join(_cell(stats[c]) for c in REPORT_COLUMNS) + " |\n"
-                   for loss, stats in result["summary"].items())
+    summary_table, diff_table = tables(result)
     settings = result["settings"]
     lines = [f"# Loss comparison: {result['regime']} regime, {settings['model']} model, {settings['seeds']} seed(s), "
              f"{settings['steps']} RL steps\n",
@@ -160,13 +189,11 @@ def write_report(result: Mapping[str, Any], path: Path, plots: Sequence[str]) ->
              f"single_answer_share: share of held-out prompts whose {settings['eval_samples']} samples all give the "
              f"same extracted answer; collapsed: final entropy < {ENTROPY_FLOOR} or single_answer_share >= "
              f"{SINGLE_ANSWER_SHARE}; spikes: grad norm > {SPIKE_FACTOR:g}x the running median.\n",
-             header + rows]
-    diffs = paired_differences(result["runs"])
-    if diffs:
-        lines.append("## MHPO minus each baseline, paired by seed (mean ± sd of the per-seed differences)\n")
-        lines.append(header.replace("| loss |", "| baseline |")
-                     + "".join(f"| {loss} | " + " | ".join(_cell(d[c]) for c in REPORT_COLUMNS) + " |\n"
-                               for loss, d in diffs.items()))
+             summary_table]
+    if diff_table:
+        lines.append("## MHPO minus each baseline, paired by seed (mean ± sd of the per-seed differences; *: "
+                     "exceeds seed noise, paired t-test at 5%)\n")
+        lines.append(diff_table)
     lines += [f"![{name}]({name})\n" for name in plots]
     path.write_text("\n".join(lines))
 
@@ -214,3 +241,32 @@ def _smooth(values: Sequence[float], window: int = 10) -> list[float]:
         chunk = [v for v in values[max(0, i - window + 1): i + 1] if math.isfinite(v)]
         out.append(statistics.fmean(chunk) if chunk else math.nan)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the markdown tables of ``DIR/compare.json`` (what the README quotes): ``python scripts/compare_stats.py DIR``."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("dirs", nargs="+", type=Path, help="scripts/compare.py --out directories")
+    p.add_argument("--columns", default=",".join(REPORT_COLUMNS), help="comma-separated summary metrics")
+    args = p.parse_args(argv)
+    columns = args.columns.split(",")
+    unknown = [c for c in columns if c not in SUMMARY_KEYS]
+    if unknown:
+        p.error(f"--columns: unknown {', '.join(unknown)}; choose from {', '.join(SUMMARY_KEYS)}")
+    for d in args.dirs:
+        result = json.loads((d / "compare.json").read_text())
+        result["summary"] = summarize(result["runs"])  # metrics added since an older file was written: NaN
+        s = result["settings"]
+        print(f"{d}: {result['regime']}, {s['model']}, {s['seeds']} seed(s), {s['steps']} steps, lr {s['lr']:g}, "
+              f"{s['seconds'] / 60:.0f} min{'' if s.get('complete', True) else ' (incomplete)'}\n")
+        for table in tables(result, columns):
+            if table:
+                print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -108,6 +108,33 @@ def test_summary_and_paired_differences(stats):
     assert summary["mhpo"]["accuracy"] == {"mean": pytest.approx(0.7), "sd": pytest.approx(0.1)}
     diff = stats.paired_differences(runs)
     assert list(diff) == ["grpo"] and diff["grpo"]["accuracy"]["mean"] == pytest.approx(0.2)
+    assert diff["grpo"]["accuracy"]["n"] == 2
+
+
+@pytest.mark.parametrize(("diffs", "exceeds"), [
+    ([0.1, 0.11, 0.09], True),  # t = 0.1 / (0.01 / sqrt 3) = 17 > 4.30
+    ([0.1, -0.1, 0.05], False),
+    ([0.02, 0.04], False),  # t = 3 < 12.71 with one degree of freedom
+    ([0.3], False),  # one seed: no noise estimate, never "exceeds"
+    ([0.0, 0.0, 0.0], False),
+    ([0.05, 0.05, 0.05], True),
+])
+def test_paired_difference_against_seed_noise(stats, diffs, exceeds):
+    assert stats.exceeds_noise({**stats.mean_sd(diffs), "n": len(diffs)}) is exceeds
+
+
+def test_tables_mark_differences_beyond_noise(stats):
+    def run(loss, seed, acc, std):
+        return {"loss": loss, "seed": seed, "eval": {"accuracy": acc, "greedy_accuracy": acc, "n": 4},
+                "grad_norm": {"std": std, "max": 0, "max_jump": 0, "spikes": 0}}
+    runs = [run("mhpo", s, 0.6 + 0.01 * s, 0.1) for s in range(3)]
+    runs += [run("grpo", s, [0.5, 0.7, 0.55][s], 0.4 + 0.01 * s) for s in range(3)]
+    summary_table, diff_table = stats.tables({"summary": stats.summarize(runs), "runs": runs},
+                                             ("accuracy", "grad_norm_std", "ratio_max"))
+    assert "| mhpo | 0.610 ± 0.008 | 0.100 ± 0.000 | nan ± nan |" in summary_table  # ratio_max absent: NaN
+    row = next(line for line in diff_table.splitlines() if line.startswith("| grpo"))
+    accuracy, grad_std = row.split(" | ")[1:3]
+    assert not accuracy.endswith("*") and grad_std.endswith("*")
 
 
 def test_missing_smollm2_recipe_is_one_clear_line(compare, monkeypatch, tmp_path, capsys):
@@ -133,6 +160,7 @@ def test_tiny_off_policy_run_writes_the_compare_json_schema(compare, tmp_path):
     assert code == 0
     result = json.loads((out / "compare.json").read_text())
     assert result["regime"] == "off_policy" and result["settings"]["updates_per_batch"] == 4
+    assert result["settings"]["complete"] is True
     assert [(r["loss"], r["seed"]) for r in result["runs"]] == [("mhpo", 0), ("grpo", 0)]
     for run in result["runs"]:
         assert set(run["eval"]) == {"accuracy", "greedy_accuracy", "n"} and run["eval"]["n"] == 8
