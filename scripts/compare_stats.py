@@ -178,6 +178,23 @@ def tables(result: Mapping[str, Any], columns: Sequence[str] = REPORT_COLUMNS) -
     return header + rows, (header.replace("| loss |", "| baseline |") + diff_rows) if diffs else ""
 
 
+WEIGHT_KEYS = ("clip_frac", "lfm_saturated_frac", "hazard_weight_mean", "gate_mean")
+
+
+def weights_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of the run means in ``weights`` (clip fraction, LFM saturation, hazard weight, SAPO gate),
+    mean ± sd over seeds per loss; "–" where the loss does not report it."""
+    header = "| loss | " + " | ".join(WEIGHT_KEYS) + " |\n|---|" + "---|" * len(WEIGHT_KEYS) + "\n"
+    rows = []
+    for loss in dict.fromkeys(r["loss"] for r in runs):
+        cells = []
+        for key in WEIGHT_KEYS:
+            values = [_pick(r, ("weights", key)) for r in runs if r["loss"] == loss]
+            cells.append(_cell(mean_sd(values)) if values and all(math.isfinite(v) for v in values) else "–")
+        rows.append(f"| {loss} | " + " | ".join(cells) + " |\n")
+    return header + "".join(rows)
+
+
 def write_report(result: Mapping[str, Any], path: Path, plots: Sequence[str]) -> None:
     """report.md: settings, mean ± sd over seeds per loss, paired per-seed differences MHPO minus each baseline."""
     summary_table, diff_table = tables(result)
@@ -194,6 +211,7 @@ def write_report(result: Mapping[str, Any], path: Path, plots: Sequence[str]) ->
         lines.append("## MHPO minus each baseline, paired by seed (mean ± sd of the per-seed differences; *: "
                      "exceeds seed noise, paired t-test at 5%)\n")
         lines.append(diff_table)
+    lines += ["## What the losses did to the tokens (run means; mean ± sd over seeds)\n", weights_table(result["runs"])]
     lines += [f"![{name}]({name})\n" for name in plots]
     path.write_text("\n".join(lines))
 
@@ -262,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = result["settings"]
         print(f"{d}: {result['regime']}, {s['model']}, {s['seeds']} seed(s), {s['steps']} steps, lr {s['lr']:g}, "
               f"{s['seconds'] / 60:.0f} min{'' if s.get('complete', True) else ' (incomplete)'}\n")
-        for table in tables(result, columns):
+        for table in (*tables(result, columns), weights_table(result["runs"])):
             if table:
                 print(table)
     return 0

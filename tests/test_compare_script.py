@@ -135,6 +135,10 @@ def test_tables_mark_differences_beyond_noise(stats):
     row = next(line for line in diff_table.splitlines() if line.startswith("| grpo"))
     accuracy, grad_std = row.split(" | ")[1:3]
     assert not accuracy.endswith("*") and grad_std.endswith("*")
+    for r in runs:
+        r["weights"] = {"clip_frac": 0.1, "hazard_weight_mean": None} if r["loss"] == "grpo" else {"hazard_weight_mean": 0.25}
+    weights = stats.weights_table(runs)
+    assert "| mhpo | – | – | 0.250 ± 0.000 | – |" in weights and "| grpo | 0.100 ± 0.000 | – | – | – |" in weights
 
 
 def test_missing_smollm2_recipe_is_one_clear_line(compare, monkeypatch, tmp_path, capsys):
