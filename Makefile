@@ -97,9 +97,10 @@ bench-loss: setup
 bench-rewards: setup
 	$(PY) scripts/bench_rewards.py
 
-# Every loss and MHPO ablation on the tiny task, off-policy (4 optimizer steps per rollout batch), 3 seeds (not in CI).
+# Every loss and MHPO ablation on the tiny task, off-policy (4 optimizer steps per rollout batch), 3 seeds x 60
+# steps: the README's table (~18 min on 2 shared cores; not in CI).
 compare: setup
-	$(PY) scripts/compare.py --regime off_policy --out runs/compare
+	$(PY) scripts/compare.py --regime off_policy --seeds 3 --steps 60 --out runs/compare
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs build *.egg-info

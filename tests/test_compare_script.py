@@ -154,7 +154,7 @@ def test_unknown_loss_is_rejected(compare):
         compare.parse_args(["--losses", "mhpo,grpoo"])
 
 
-def test_tiny_off_policy_run_writes_the_compare_json_schema(compare, tmp_path):
+def test_tiny_off_policy_run_writes_the_compare_json_schema(compare, stats, tmp_path, capsys):
     """2 losses x 1 seed x 3 steps (~1-2 min): 40 SFT steps give the rollouts some reward variance."""
     out = tmp_path / "cmp"
     code = compare.main(["--regime", "off_policy", "--losses", "mhpo,grpo", "--seeds", "1", "--steps", "3",
@@ -181,3 +181,8 @@ def test_tiny_off_policy_run_writes_the_compare_json_schema(compare, tmp_path):
     assert "MHPO minus each baseline" in (out / "report.md").read_text()
     for name in ("accuracy.png", "grad_norm.png", "ratio.png", "entropy.png"):
         assert (out / name).stat().st_size > 0
+    capsys.readouterr()
+    assert stats.main([str(out), "--columns", "accuracy,ratio_max"]) == 0  # the README's tables
+    printed = capsys.readouterr().out
+    assert "| loss | accuracy | ratio_max |" in printed and "| baseline | accuracy | ratio_max |" in printed
+    assert "| mhpo | – | " in printed  # the weights table: MHPO reports no clip fraction
