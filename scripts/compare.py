@@ -161,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compare: --model {args.model} needs its recipe {recipe.relative_to(demo.ROOT)}, which does not "
               f"exist yet", file=sys.stderr)
         return 2
-    from transformers.utils import logging as hf_logging
-
     from mhpo_vl.config import load_config
     from mhpo_vl.data import load_records
     from mhpo_vl.errors import UserError
@@ -170,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from mhpo_vl.trainer.checkpoint import latest_checkpoint
     from mhpo_vl.trainer.metrics import read_metrics
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    demo.quiet_transformers()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
