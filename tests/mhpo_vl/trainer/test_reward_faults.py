@@ -93,6 +93,7 @@ for limit in (0.4, 0.6):
         print(f"RESULT rank={acc.process_index} limit={limit} go timeouts={metrics['reward/a/timeouts']:g}", flush=True)
     except UserError:
         print(f"RESULT rank={acc.process_index} limit={limit} stop", flush=True)
+acc.end_training()  # destroy the process group: gloo's threads left at exit can abort a rank (SIGABRT)
 '''
 
 
