@@ -7,6 +7,7 @@ The forward runs on [prompt ; response] and computes logits only for the respons
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,7 +50,8 @@ def select_rows(inputs: dict[str, Any], rows: slice, vision_start_id: int | None
     """Sequence rows ``rows`` of build_sequence_inputs' output, with the images that belong to them."""
     out: dict[str, Any] = {k: inputs[k][rows] for k in TEXT_KEYS if k in inputs}
     image_rows = _image_rows(inputs, vision_start_id, rows)
-    if "image_grid_thw" in inputs and image_rows is not None:
+    # rows without images (a text-only micro-batch of a mixed batch) get no image inputs at all
+    if "image_grid_thw" in inputs and image_rows is not None and image_rows.stop > image_rows.start:
         grid = inputs["image_grid_thw"]
         out["image_grid_thw"] = grid[image_rows]
         if "pixel_values" in inputs:
@@ -88,27 +90,39 @@ def response_logits(model: torch.nn.Module, inputs: dict[str, Any], t: int, temp
     return logits / temperature if temperature != 1.0 else logits
 
 
+LogitsSink = Callable[[torch.Tensor, torch.Tensor], None]
+"""Sees a forward's response logits / T (N, t, V) and token ids (N, t), t <= T (trailing padding cut)."""
+
+
 def token_logprobs(model: torch.nn.Module, inputs: dict[str, Any], response_ids: torch.Tensor,
-                   temperature: float = 1.0, with_entropy: bool = False
+                   temperature: float = 1.0, with_entropy: bool = False, logits_sink: LogitsSink | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log softmax(logits / T) of each response token: (N, T) float32, and optionally entropy (N, T).
 
     ``inputs`` holds N full sequences whose last T tokens are ``response_ids`` (N, T). Padding columns
     that no row attends to are not run: those after the longest response and, for text-only inputs,
-    the leading prompt padding (see :func:`trim_padding`); their outputs are 0.
+    the leading prompt padding (see :func:`trim_padding`); their outputs are 0. ``logits_sink`` sees the
+    logits (with grad: detach what you keep).
     """
     full_t = response_ids.shape[1]
     inputs, response_ids = trim_padding(inputs, response_ids)
+    logits = response_logits(model, inputs, response_ids.shape[1], temperature)
+    return logprobs_from_logits(logits, response_ids.to(logits.device), full_t, with_entropy, logits_sink)
+
+
+def logprobs_from_logits(logits: torch.Tensor, response_ids: torch.Tensor, full_t: int, with_entropy: bool = False,
+                         logits_sink: LogitsSink | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of ``response_ids`` (N, t) under ``logits`` (N, t, V), and optionally the entropy (no grad),
+    both right-padded with 0 to (N, full_t)."""
+    if logits_sink is not None:
+        logits_sink(logits, response_ids)
     t = response_ids.shape[1]
-    logits = response_logits(model, inputs, t, temperature)
     log_norm = torch.logsumexp(logits, dim=-1)
-    chosen = logits.gather(-1, response_ids[..., None].to(logits.device)).squeeze(-1)
-    logp = chosen - log_norm
+    logp = logits.gather(-1, response_ids[..., None]).squeeze(-1) - log_norm
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            probs = torch.softmax(logits, dim=-1)
-            entropy = log_norm - (probs * logits).sum(-1)
+            entropy = log_norm - (torch.softmax(logits, dim=-1) * logits).sum(-1)
     if t < full_t:
         logp = F.pad(logp, (0, full_t - t))
         entropy = None if entropy is None else F.pad(entropy, (0, full_t - t))

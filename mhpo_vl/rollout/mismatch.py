@@ -10,6 +10,7 @@ low-probability tail whose cumulative mass is <= 1 - p, always keep the most lik
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,6 +45,21 @@ def processed_logprobs(logits: torch.Tensor, response_ids: torch.Tensor, *, top_
         logits = logits.masked_fill(drop, float("-inf"))
     chosen = logits.gather(-1, response_ids[..., None].to(logits.device)).squeeze(-1)
     return chosen - torch.logsumexp(logits, dim=-1)
+
+
+@dataclass(frozen=True)
+class SamplerView:
+    """The sampler's logit processing, to compute its "processed" log-probs from the trainer's logits."""
+
+    top_k: int = 0
+    top_p: float = 1.0
+    banned_ids: tuple[int, ...] = ()
+
+    def logprobs(self, logits: torch.Tensor, response_ids: torch.Tensor) -> torch.Tensor:
+        """logits (N, T, V) / temperature, response_ids (N, T) -> processed log-probs (N, T), detached."""
+        with torch.no_grad():
+            return processed_logprobs(logits.detach().float(), response_ids, top_k=self.top_k, top_p=self.top_p,
+                                      banned_ids=list(self.banned_ids))
 
 
 def logprobs_with_sampler_view(model: torch.nn.Module, inputs: dict[str, Any], response_ids: torch.Tensor, *,

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache
 
 from mhpo_vl.rollout.decode import cache_kwarg, first_positions, supports_fast_decode
+from mhpo_vl.rollout.logprobs import LogitsSink, logprobs_from_logits
 from mhpo_vl.rollout.vision import encode_images_once
 
 
@@ -43,12 +43,13 @@ def build_prompt_inputs(prompt_inputs: dict[str, torch.Tensor], model: torch.nn.
 
 def shared_prefix_logprobs(model: torch.nn.Module, prompt_inputs: dict[str, Any], response_ids: torch.Tensor,
                            response_mask: torch.Tensor, group_size: int, temperature: float = 1.0,
-                           with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                           with_entropy: bool = False, logits_sink: LogitsSink | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log softmax(logits / T) of each response token, (N, T) float32, and optionally the entropy (N, T).
 
     prompt_inputs: P left-padded prompts (build_prompt_inputs); response_ids/response_mask (N, T) with
     N = P * group_size, rows p*G .. p*G+G-1 answering prompt p. Columns after the longest response are
-    not run; their outputs are 0.
+    not run; their outputs are 0. ``logits_sink`` as in :func:`mhpo_vl.rollout.logprobs.token_logprobs`.
     """
     g = group_size
     full_t = response_ids.shape[1]
@@ -75,13 +76,4 @@ def shared_prefix_logprobs(model: torch.nn.Module, prompt_inputs: dict[str, Any]
     logits = torch.cat(parts, dim=1)
     if temperature != 1.0:
         logits = logits / temperature
-    log_norm = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, ids[..., None]).squeeze(-1) - log_norm
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = log_norm - (torch.softmax(logits, dim=-1) * logits).sum(-1)
-    if t < full_t:
-        logp = F.pad(logp, (0, full_t - t))
-        entropy = None if entropy is None else F.pad(entropy, (0, full_t - t))
-    return logp, entropy
+    return logprobs_from_logits(logits, ids, full_t, with_entropy, logits_sink)

@@ -20,7 +20,6 @@ import torch
 from tqdm.auto import tqdm
 
 from mhpo_vl.algos import compute_advantages, get_policy_loss, loss_defaults
-from mhpo_vl.algos.rollout_is import rollout_is_weights
 from mhpo_vl.config import Config, config_to_dict, save_config
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.errors import UserError
@@ -28,16 +27,10 @@ from mhpo_vl.models import is_vision_param, load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine, reward_from_config
 from mhpo_vl.rewards.modes import extraction_failures
-from mhpo_vl.rollout import (
-    SamplingParams,
-    build_sequence_inputs,
-    micro_batches,
-    token_logprobs,
-)
+from mhpo_vl.rollout import SamplingParams, build_sequence_inputs
 from mhpo_vl.rollout.factory import make_rollout_backend
 from mhpo_vl.rollout.hf import vision_token_ids
-from mhpo_vl.rollout.logprobs import select_rows
-from mhpo_vl.rollout.mismatch import logprobs_with_sampler_view
+from mhpo_vl.rollout.mismatch import SamplerView
 from mhpo_vl.rollout.shared_prefix import build_prompt_inputs, shared_prefix_supported
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.rollout.weights import engine_weights
@@ -50,6 +43,7 @@ from mhpo_vl.trainer.metrics import (
     reduce_metrics,
     summarize_run,
 )
+from mhpo_vl.trainer.old_logprobs import OldLogprobs
 from mhpo_vl.trainer.parallel import Parallel, iter_full_weights
 from mhpo_vl.trainer.plots import plot_metrics
 from mhpo_vl.trainer.reward_faults import RewardFaults
@@ -136,6 +130,9 @@ class RLTrainer:
                                      self.accelerator.process_index, self.accelerator.num_processes)
         self.rollout_log = rollout_logger_for(cfg, self.run_dir, self.tokenizer, self.hparams,
                                               self.accelerator.is_main_process)
+        r = cfg.rollout
+        self.old_logprobs = OldLogprobs(cfg, self.accelerator, self.vision_start_id,
+                                        SamplerView(r.top_k, r.top_p, tuple(vision_token_ids(self.tokenizer))))
         self.step = 0
         self.bad_in_a_row = 0
         self.skipped_total = 0
@@ -232,57 +229,6 @@ class RLTrainer:
             components = {key: v[:rows] for key, v in components.items()}
         return rollout, rewards, components, accuracy, timing
 
-    def _logprobs(self, model: torch.nn.Module, rollout: Rollout, inputs: dict, sampler_view: bool = False
-                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """No-grad log-probs of all responses, in micro-batches: (N, T), and with ``sampler_view`` the
-        same tokens under the sampler's processed distribution (masks, top-k/top-p; see rollout.mismatch)."""
-        r = self.cfg.rollout
-        out, view = [], []
-        with torch.no_grad(), self.accelerator.autocast():
-            for rows in micro_batches(len(rollout), self.cfg.trainer.micro_batch_size):
-                part = select_rows(inputs, rows, self.vision_start_id)
-                ids = rollout.response_ids[rows].to(self.accelerator.device)
-                if sampler_view:
-                    logp, processed = logprobs_with_sampler_view(
-                        model, part, ids, temperature=r.temperature, top_k=r.top_k, top_p=r.top_p,
-                        banned_ids=vision_token_ids(self.tokenizer))
-                    view.append(processed)
-                else:
-                    logp, _ = token_logprobs(model, part, ids, r.temperature)
-                out.append(logp)
-        return torch.cat(out), (torch.cat(view) if view else None)
-
-    def _old_and_ref_logprobs(self, rollout: Rollout, inputs: dict
-                              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(old, reference or None, the trainer's view of the sampler's log-probs or None)."""
-        cfg = self.cfg
-        n = len(rollout)
-        one_step = cfg.algo.ppo_epochs == 1 and cfg.algo.mini_batch_size in (0, n)
-        other_engine = self.backend.needs_weight_sync  # sampled by another engine: recompute and compare
-        view = None
-        if one_step and rollout.logprobs is not None and not other_engine:
-            old = rollout.logprobs.to(self.accelerator.device)  # reused from rollout time: no extra forward
-        else:
-            old, view = self._logprobs(self.model, rollout, inputs,
-                                       sampler_view=other_engine and rollout.logprobs is not None)
-        ref = None
-        if cfg.algo.kl_coef > 0:
-            if self.ref_model is None:
-                with self.unwrapped.disable_adapter():
-                    ref = self._logprobs(self.model, rollout, inputs)[0]
-            else:
-                ref = self._logprobs(self.ref_model, rollout, inputs)[0]
-        return old, ref, view
-
-    def _correct_mismatch(self, rollout: Rollout, view: torch.Tensor | None, advantages: torch.Tensor,
-                          mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Advantages times the rollout importance weights (N, T), and the rollout/* mismatch metrics."""
-        if view is None:
-            return advantages, {}
-        weights, stats = rollout_is_weights(view, rollout.logprobs.to(view.device), mask,
-                                            mode=self.cfg.algo.rollout_is, cap=self.cfg.algo.rollout_is_cap)
-        return advantages[:, None] * weights, {f"rollout/{k}": v for k, v in stats.items()}
-
     def sync_rollout_weights(self) -> None:
         """Push the trainer's weights into the rollout engine (a no-op for the HF backend)."""
         if self.backend.needs_weight_sync:
@@ -303,24 +249,32 @@ class RLTrainer:
             prompt_inputs = (build_prompt_inputs(rollout.prompt_inputs, self.model, self.vision_start_id,
                                                  reuse_vision=self.reuse_vision) if self.shared_prefix else None)
         t_logprob = time.perf_counter()
-        old_logp, ref_logp, sampler_view = self._old_and_ref_logprobs(rollout, inputs)
+        advantages = advantages.to(device)
+        base = self.old_logprobs.compute(self.model, self.ref_model, rollout, inputs, advantages,
+                                         other_engine=self.backend.needs_weight_sync)
         timing["time/logprob"] = time.perf_counter() - t_logprob
         mask = rollout.response_mask.to(device)
         recorder = self.rollout_log.recorder(self.step + 1, rollout) if self.rollout_log is not None else None
-        advantages, mismatch = self._correct_mismatch(rollout, sampler_view, advantages.to(device), mask)
         self.model.train()
         with self.accelerator.autocast():
             result = policy_update(
                 model=self.model, optimizer=self.optimizer, backward=self.accelerator.backward, params=self.params,
                 inputs=inputs, response_ids=rollout.response_ids.to(device), mask=mask,
-                advantages=advantages.to(device), old_logp=old_logp, loss_fn=self.loss_fn, hparams=self.hparams,
+                advantages=base.weighted_advantages if base.weighted_advantages is not None else advantages,
+                old_logp=base.old, inline=base.inline, loss_fn=self.loss_fn, hparams=self.hparams,
                 agg=self.agg, temperature=cfg.rollout.temperature, vision_start_id=self.vision_start_id,
                 ppo_epochs=cfg.algo.ppo_epochs, mini_batch_size=cfg.algo.mini_batch_size,
                 micro_batch_size=cfg.trainer.micro_batch_size, grad_clip=cfg.trainer.grad_clip,
-                ref_logp=ref_logp, kl_coef=cfg.algo.kl_coef, kl_estimator=cfg.algo.kl_estimator,
+                ref_logp=base.ref, kl_coef=cfg.algo.kl_coef, kl_estimator=cfg.algo.kl_estimator,
                 no_sync=self.parallel.no_sync(self.model), all_true=self.parallel.all_true,
                 token_sink=recorder, prompt_inputs=prompt_inputs, group_size=rollout.group_size,
             )
+        if base.inline is not None:
+            advantages, mismatch = base.inline.weighted(advantages)
+            old_logp = base.inline.old_logp
+        else:
+            advantages = advantages if base.weighted_advantages is None else base.weighted_advantages
+            mismatch, old_logp = base.mismatch or {}, base.old
         if recorder is not None:
             self.rollout_log.submit(recorder, rollout, rewards=rewards, components=components, accuracy=accuracy,
                                     advantages=advantages, old_logp=old_logp)

@@ -19,8 +19,9 @@ import torch
 
 from mhpo_vl.algos.aggregation import aggregate, as_bool_mask, masked_mean
 from mhpo_vl.algos.kl import kl_penalty
-from mhpo_vl.rollout.logprobs import micro_batches, select_rows, token_logprobs
+from mhpo_vl.rollout.logprobs import LogitsSink, micro_batches, select_rows, token_logprobs
 from mhpo_vl.rollout.shared_prefix import shared_prefix_logprobs
+from mhpo_vl.trainer.old_logprobs import InlineCorrection
 from mhpo_vl.trainer.parallel import clip_grad_norm
 
 
@@ -61,7 +62,7 @@ def policy_update(
     response_ids: torch.Tensor,
     mask: torch.Tensor,
     advantages: torch.Tensor,
-    old_logp: torch.Tensor,
+    old_logp: torch.Tensor | None,
     loss_fn: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]],
     hparams: dict[str, Any],
     agg: str,
@@ -79,6 +80,7 @@ def policy_update(
     token_sink: Callable[[slice, torch.Tensor, torch.Tensor | None], None] | None = None,
     prompt_inputs: dict[str, Any] | None = None,
     group_size: int = 0,
+    inline: InlineCorrection | None = None,
 ) -> UpdateResult:
     """Run the optimizer steps for one rollout. Shapes: response_ids/mask/old_logp (N, T), advantages (N,).
 
@@ -86,10 +88,16 @@ def policy_update(
     entropies (e.g. to log rollouts); it must not keep the graph. With ``prompt_inputs`` (the P prompts,
     see shared_prefix.build_prompt_inputs) micro-batches that hold whole groups of ``group_size`` rows
     run each prompt once (shared_prefix_logprobs); others run the full sequences from ``inputs``.
+    With ``inline`` (one optimizer step only) ``old_logp`` is None: pi_old and the rollout importance
+    weights come from each micro-batch's own forward (see trainer.old_logprobs).
     """
     result = UpdateResult()
     n = response_ids.shape[0]
     device = response_ids.device
+    if (inline is None) == (old_logp is None):
+        raise ValueError("policy_update needs exactly one of old_logp and inline")
+    if inline is not None and (ppo_epochs > 1 or len(micro_batches(n, mini_batch_size)) > 1):
+        raise ValueError("inline old log-probs need one optimizer step per batch (ppo_epochs 1, one mini-batch)")
     for _ in range(ppo_epochs):
         for mini in micro_batches(n, mini_batch_size):
             optimizer.zero_grad(set_to_none=True)
@@ -102,10 +110,15 @@ def policy_update(
                 sync = no_sync() if (no_sync is not None and k < len(micros) - 1) else contextlib.nullcontext()
                 with sync:
                     logp, entropy = _micro_logprobs(model, inputs, prompt_inputs, group_size, rows, response_ids,
-                                                    mask, temperature, vision_start_id)
+                                                    mask, temperature, vision_start_id,
+                                                    inline.sink(rows) if inline is not None else None)
                     if token_sink is not None:
                         token_sink(rows, logp, entropy)
-                    loss, metrics = loss_fn(logp, old_logp[rows], advantages[rows], mask[rows], **hparams)
+                    if inline is not None:
+                        old, adv = inline.take(rows, logp, advantages[rows])
+                    else:
+                        old, adv = old_logp[rows], advantages[rows]
+                    loss, metrics = loss_fn(logp, old, adv, mask[rows], **hparams)
                     if kl_coef > 0 and ref_logp is not None:
                         kl = aggregate(kl_penalty(logp, ref_logp[rows], kl_estimator, mask=mask[rows]), mask[rows], agg)
                         loss = loss + kl_coef * kl
@@ -136,12 +149,13 @@ def policy_update(
 
 def _micro_logprobs(model: torch.nn.Module, inputs: dict[str, Any], prompt_inputs: dict[str, Any] | None,
                     group_size: int, rows: slice, response_ids: torch.Tensor, mask: torch.Tensor,
-                    temperature: float, vision_start_id: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    temperature: float, vision_start_id: int | None, logits_sink: LogitsSink | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(rows, T) log-probs and entropies of one micro-batch: shared-prefix when it holds whole groups."""
     g = group_size
     if prompt_inputs is not None and g > 0 and rows.start % g == 0 and rows.stop % g == 0:
         prompts = select_rows(prompt_inputs, slice(rows.start // g, rows.stop // g), vision_start_id)
         return shared_prefix_logprobs(model, prompts, response_ids[rows], mask[rows], g, temperature,
-                                      with_entropy=True)
+                                      with_entropy=True, logits_sink=logits_sink)
     part = select_rows(inputs, rows, vision_start_id)
-    return token_logprobs(model, part, response_ids[rows], temperature, with_entropy=True)
+    return token_logprobs(model, part, response_ids[rows], temperature, with_entropy=True, logits_sink=logits_sink)
