@@ -14,15 +14,22 @@ import torch
 import torch.nn.functional as F
 
 from mhpo_vl.rollout.types import Rollout
-from mhpo_vl.rollout.vision import TEXT_KEYS, encode_images_once, expand_inputs, images_per_prompt
+from mhpo_vl.rollout.vision import (
+    TEXT_KEYS,
+    encode_images_once,
+    expand_inputs,
+    images_per_prompt,
+    repeat_encoded,
+)
 
 
 def build_sequence_inputs(rollout: Rollout, model: torch.nn.Module, vision_start_id: int | None,
-                          reuse_vision: bool = True) -> dict[str, Any]:
+                          reuse_vision: bool = True, encoded: Any | None = None) -> dict[str, Any]:
     """Model inputs for all N = P*G [prompt ; response] rows of a rollout.
 
     With ``reuse_vision`` the vision tower runs once per prompt (not per sample) and its outputs are passed
-    as ``mm_encoder_outputs``; gradients still flow into it when it is trainable.
+    as ``mm_encoder_outputs``; gradients still flow into it when it is trainable. ``encoded``: the P
+    prompts' vision outputs (vision.encode_images) when the caller has them already.
     """
     g = rollout.group_size
     prompt = {k: v.to(model.device) for k, v in rollout.prompt_inputs.items()}
@@ -38,7 +45,10 @@ def build_sequence_inputs(rollout: Rollout, model: torch.nn.Module, vision_start
         inputs["mm_token_type_ids"] = torch.cat([expanded["mm_token_type_ids"], zeros], dim=1)
     if "image_grid_thw" in expanded:
         inputs["image_grid_thw"] = expanded["image_grid_thw"]
-        encoded = encode_images_once(model, prompt, g, vision_start_id) if reuse_vision else None
+        if encoded is not None:
+            encoded = repeat_encoded(encoded, images_per_prompt(prompt["input_ids"], vision_start_id), g)
+        elif reuse_vision:
+            encoded = encode_images_once(model, prompt, g, vision_start_id)
         if encoded is not None:
             inputs["mm_encoder_outputs"] = {"image": encoded}
         else:

@@ -16,8 +16,9 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from mhpo_vl.rollout.decode import cache_kwarg, first_positions, supports_fast_decode
-from mhpo_vl.rollout.logprobs import LogitsSink, logprobs_from_logits
-from mhpo_vl.rollout.vision import encode_images_once
+from mhpo_vl.rollout.logprobs import LogitsSink, build_sequence_inputs, logprobs_from_logits
+from mhpo_vl.rollout.types import Rollout
+from mhpo_vl.rollout.vision import encode_images
 
 
 def shared_prefix_supported(model: torch.nn.Module) -> bool:
@@ -29,16 +30,31 @@ def shared_prefix_supported(model: torch.nn.Module) -> bool:
 
 
 def build_prompt_inputs(prompt_inputs: dict[str, torch.Tensor], model: torch.nn.Module, vision_start_id: int | None,
-                        reuse_vision: bool = True) -> dict[str, Any]:
+                        reuse_vision: bool = True, encoded: Any | None = None) -> dict[str, Any]:
     """The P prompts' model inputs on the model's device; with ``reuse_vision`` the (frozen) vision tower's
-    outputs replace the pixels (``mm_encoder_outputs``), as in build_sequence_inputs."""
+    outputs replace the pixels (``mm_encoder_outputs``), as in build_sequence_inputs. ``encoded``: those
+    outputs when the caller has them already (vision.encode_images)."""
     inputs = {k: v.to(model.device) for k, v in prompt_inputs.items()}
     if reuse_vision and "pixel_values" in inputs:
-        encoded = encode_images_once(model, inputs, 1, vision_start_id)
+        encoded = encode_images(model, inputs) if encoded is None else encoded
         if encoded is not None:
             inputs.pop("pixel_values")
             inputs["mm_encoder_outputs"] = {"image": encoded}
     return inputs
+
+
+def build_update_inputs(rollout: Rollout, model: torch.nn.Module, vision_start_id: int | None, *,
+                        reuse_vision: bool, shared_prefix: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the N full sequences' inputs, the P prompts' inputs or None) for the policy update; with
+    ``reuse_vision`` the vision tower runs once for both."""
+    encoded = None
+    if reuse_vision:
+        encoded = encode_images(model, {k: v.to(model.device) for k, v in rollout.prompt_inputs.items()})
+    inputs = build_sequence_inputs(rollout, model, vision_start_id, reuse_vision=reuse_vision, encoded=encoded)
+    if not shared_prefix:
+        return inputs, None
+    return inputs, build_prompt_inputs(rollout.prompt_inputs, model, vision_start_id, reuse_vision=reuse_vision,
+                                       encoded=encoded)
 
 
 def shared_prefix_logprobs(model: torch.nn.Module, prompt_inputs: dict[str, Any], response_ids: torch.Tensor,

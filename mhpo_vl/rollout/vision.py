@@ -8,6 +8,7 @@ the training forward passes ``mm_encoder_outputs`` instead of G copies of the pi
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -58,24 +59,40 @@ def expand_inputs(inputs: dict[str, torch.Tensor], group_size: int, vision_start
     return out
 
 
-def encode_images_once(model: torch.nn.Module, inputs: dict[str, torch.Tensor], group_size: int,
-                       vision_start_id: int | None) -> Any | None:
-    """Vision-tower outputs for P prompts, expanded to P*G rows; None when the model can't take them.
-
-    The result is passed as ``mm_encoder_outputs={"image": ...}`` to Qwen2/2.5/3-VL forward passes.
-    """
+def encode_images(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Any | None:
+    """Vision-tower outputs of the images in ``inputs`` (P prompts), one entry per image in concatenation
+    order; None when there are no pixels or the model can't take precomputed outputs."""
     if "pixel_values" not in inputs:
         return None
     base = getattr(model, "get_base_model", lambda: model)()
     inner = getattr(base, "model", None)
     if inner is None or not hasattr(inner, "get_image_features"):
         return None
-    outputs = inner.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True)
-    counts = images_per_prompt(inputs["input_ids"], vision_start_id)
+    return inner.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True)
+
+
+def repeat_encoded(outputs: Any, counts: list[int], group_size: int) -> Any:
+    """encode_images' outputs with each prompt's images repeated ``group_size`` times, in the order of
+    :func:`expand_inputs` (a copy; ``outputs`` is unchanged). ``counts[p]``: images of prompt p."""
+    if group_size == 1:
+        return outputs
     index = image_order(counts, list(range(len(counts))), group_size)
+    repeated = copy.copy(outputs)
     per_image = list(outputs.pooler_output)
-    outputs.pooler_output = tuple(per_image[i] for i in index)
+    repeated.pooler_output = tuple(per_image[i] for i in index)
     deepstack = getattr(outputs, "deepstack_features", None)
     if deepstack is not None:  # Qwen3-VL: per layer, a tuple of per-image features
-        outputs.deepstack_features = [tuple(list(layer)[i] for i in index) for layer in deepstack]
-    return outputs
+        repeated.deepstack_features = [tuple(list(layer)[i] for i in index) for layer in deepstack]
+    return repeated
+
+
+def encode_images_once(model: torch.nn.Module, inputs: dict[str, torch.Tensor], group_size: int,
+                       vision_start_id: int | None) -> Any | None:
+    """Vision-tower outputs for P prompts, expanded to P*G rows; None when the model can't take them.
+
+    The result is passed as ``mm_encoder_outputs={"image": ...}`` to Qwen2/2.5/3-VL forward passes.
+    """
+    outputs = encode_images(model, inputs)
+    if outputs is None:
+        return None
+    return repeat_encoded(outputs, images_per_prompt(inputs["input_ids"], vision_start_id), group_size)

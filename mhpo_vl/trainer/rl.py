@@ -27,11 +27,11 @@ from mhpo_vl.models import is_vision_param, load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine, reward_from_config
 from mhpo_vl.rewards.modes import extraction_failures
-from mhpo_vl.rollout import SamplingParams, build_sequence_inputs
+from mhpo_vl.rollout import SamplingParams
 from mhpo_vl.rollout.factory import make_rollout_backend
 from mhpo_vl.rollout.hf import vision_token_ids
 from mhpo_vl.rollout.mismatch import SamplerView
-from mhpo_vl.rollout.shared_prefix import build_prompt_inputs, shared_prefix_supported
+from mhpo_vl.rollout.shared_prefix import build_update_inputs, shared_prefix_supported
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.rollout.weights import engine_weights
 from mhpo_vl.trainer import checkpoint as ckpt
@@ -245,9 +245,8 @@ class RLTrainer:
         device = self.accelerator.device
         t_update = time.perf_counter()
         with torch.no_grad():  # the vision tower runs here only when frozen (reuse_vision)
-            inputs = build_sequence_inputs(rollout, self.model, self.vision_start_id, reuse_vision=self.reuse_vision)
-            prompt_inputs = (build_prompt_inputs(rollout.prompt_inputs, self.model, self.vision_start_id,
-                                                 reuse_vision=self.reuse_vision) if self.shared_prefix else None)
+            inputs, prompt_inputs = build_update_inputs(rollout, self.model, self.vision_start_id,
+                                                        reuse_vision=self.reuse_vision, shared_prefix=self.shared_prefix)
         t_logprob = time.perf_counter()
         advantages = advantages.to(device)
         base = self.old_logprobs.compute(self.model, self.ref_model, rollout, inputs, advantages,
