@@ -36,6 +36,7 @@ from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.rollout.weights import engine_weights
 from mhpo_vl.trainer import checkpoint as ckpt
 from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, select_groups
+from mhpo_vl.trainer.dry_run import dry_run_config
 from mhpo_vl.trainer.metrics import (
     MetricsLogger,
     one_line_summary,
@@ -55,6 +56,7 @@ from mhpo_vl.trainer.setup import (
     make_accelerator,
     make_optimizer,
     make_scheduler,
+    owned_process_group,
     run_eval,
     seed_everything,
 )
@@ -404,9 +406,6 @@ class RLTrainer:
 
 
 def run_training(cfg: Config, dry_run: bool = False) -> dict[str, Any]:
-    """Entry point of `mhpo-vl train`."""
-    if dry_run:
-        from mhpo_vl.trainer.dry_run import dry_run_config
-
-        cfg = dry_run_config(cfg)
-    return RLTrainer(cfg).train()
+    """Entry point of `mhpo-vl train`; the process group accelerate starts for the run ends with it."""
+    with owned_process_group():
+        return RLTrainer(dry_run_config(cfg) if dry_run else cfg).train()

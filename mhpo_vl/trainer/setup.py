@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,35 @@ def make_accelerator(mixed_precision: str) -> Any:
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+
+
+@contextlib.contextmanager
+def owned_process_group() -> Iterator[None]:
+    """Ends, on leaving the block, the process group that accelerate started inside it (several processes).
+
+    Left to interpreter exit, gloo's threads can abort a rank (SIGABRT, "terminate called without an active
+    exception"). On success the ranks meet at a barrier first, so none tears down while rank 0 still writes
+    its summary; on an error the group ends at once (the other ranks may never reach a barrier). A group
+    that existed before the block belongs to its creator and is left alone. accelerate's shared state is
+    reset with it, so a later run in the same process starts a fresh group.
+    """
+    import torch.distributed as dist
+
+    owned = dist.is_available() and not dist.is_initialized()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        if owned and dist.is_initialized():
+            from accelerate.state import AcceleratorState
+
+            try:
+                if ok:
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
+                AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def seed_everything(seed: int) -> None:

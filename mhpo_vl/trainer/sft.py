@@ -22,6 +22,7 @@ from mhpo_vl.trainer.setup import (
     make_accelerator,
     make_optimizer,
     make_scheduler,
+    owned_process_group,
     seed_everything,
 )
 
@@ -29,7 +30,13 @@ log = logging.getLogger(__name__)
 
 
 def run_sft(cfg: Config) -> dict[str, Any]:
-    """Train on ``sft.target_template`` answers for ``sft.max_steps`` and save a loadable model directory."""
+    """Train on ``sft.target_template`` answers for ``sft.max_steps`` and save a loadable model directory;
+    the process group accelerate starts for the run ends with it."""
+    with owned_process_group():
+        return _sft(cfg)
+
+
+def _sft(cfg: Config) -> dict[str, Any]:
     s = cfg.sft
     accelerator = make_accelerator(cfg.trainer.mixed_precision)
     seed_everything(cfg.trainer.seed)
