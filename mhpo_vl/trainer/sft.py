@@ -39,9 +39,11 @@ def run_sft(cfg: Config) -> dict[str, Any]:
 def _sft(cfg: Config) -> dict[str, Any]:
     s = cfg.sft
     accelerator = make_accelerator(cfg.trainer.mixed_precision)
+    main = accelerator.is_main_process  # the only rank that writes files
     seed_everything(cfg.trainer.seed)
     out = ensure_dir(s.output_dir)
-    save_config(cfg, out / "config.yaml")
+    if main:
+        save_config(cfg, out / "config.yaml")
     dataset = load_train_data(cfg)
     processor = load_processor(cfg.model)
     collator = PromptCollator(processor, template=cfg.data.prompt_template, system_prompt=cfg.data.system_prompt,
@@ -50,11 +52,12 @@ def _sft(cfg: Config) -> dict[str, Any]:
     model = load_policy(cfg.model)
     optimizer, params = make_optimizer(model, s.lr)
     scheduler = make_scheduler(optimizer, "cosine", s.warmup_steps, s.max_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # not prepared: accelerate's wrapper would step the schedule once per process at every step
+    model, optimizer = accelerator.prepare(model, optimizer)
     sampler = PromptSampler(len(dataset), cfg.trainer.seed, cfg.data.shuffle, accelerator.process_index,
                             accelerator.num_processes)
-    logger = MetricsLogger(out)
-    bar = tqdm(total=s.max_steps, desc="sft", unit="step", disable=not cfg.logging.progress_bar)
+    logger = MetricsLogger(out) if main else None
+    bar = tqdm(total=s.max_steps, desc="sft", unit="step", disable=not (cfg.logging.progress_bar and main))
     model.train()
     t0 = time.perf_counter()
     loss_value = float("nan")
@@ -64,7 +67,8 @@ def _sft(cfg: Config) -> dict[str, Any]:
         with accelerator.autocast():
             loss = model(**batch, use_cache=False).loss
         optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        mean_loss = accelerator.reduce(loss.detach(), reduction="mean")  # NaN on any rank: all ranks skip
+        if not torch.isfinite(mean_loss):
             log.warning("step %d: non-finite SFT loss, skipped", step)
             continue
         accelerator.backward(loss)
@@ -72,19 +76,19 @@ def _sft(cfg: Config) -> dict[str, Any]:
         if torch.isfinite(norm):
             optimizer.step()
         scheduler.step()
-        loss_value = loss.detach().item()
-        logger.log(step, {"loss": loss_value, "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0]})
+        loss_value = mean_loss.item()
+        if logger is not None:
+            logger.log(step, {"loss": loss_value, "grad_norm": float(norm), "lr": scheduler.get_last_lr()[0]})
         bar.set_postfix(loss=f"{loss_value:.3f}")
         bar.update(1)
     bar.close()
-    logger.close()
-    unwrapped = accelerator.unwrap_model(model)
-    if accelerator.is_main_process:
-        unwrapped.save_pretrained(out)
-        save_processor(processor, out, cfg.model.name_or_path)
     summary = {"steps": s.max_steps, "final_loss": loss_value, "seconds": time.perf_counter() - t0,
                "output_dir": str(out)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"sft: {s.max_steps} steps, final loss {loss_value:.4f}, model saved to {out}")
+    if main:
+        logger.close()
+        accelerator.unwrap_model(model).save_pretrained(out)
+        save_processor(processor, out, cfg.model.name_or_path)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"sft: {s.max_steps} steps, final loss {loss_value:.4f}, model saved to {out}")
     return summary
 
