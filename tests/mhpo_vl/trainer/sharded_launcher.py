@@ -81,12 +81,18 @@ def make_trainer(cfg: Any) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    _init_process_group()
+    import torch.distributed as dist
+
     from mhpo_vl.config import load_config
 
-    trainer = make_trainer(load_config(argv[0], argv[1:]))
-    trainer.train()
-    trainer.record_final_state()
+    _init_process_group()  # this launcher's own group (the trainer leaves it alone): ended here
+    try:
+        trainer = make_trainer(load_config(argv[0], argv[1:]))
+        trainer.train()
+        trainer.record_final_state()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

@@ -56,6 +56,7 @@ def _launch(setup: dict, name: str, *extra: str, nan: bool = False) -> Path:
            str(RECIPE), *setup["overrides"], f"trainer.output_dir={out / 'run'}", *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)  # outer guard only
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "terminate called" not in proc.stderr, proc.stderr[-4000:]  # no rank aborted at exit
     return out
 
 
