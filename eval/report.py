@@ -12,9 +12,23 @@ RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
 
 
+def extraction_note(benchmarks: dict[str, dict]) -> str | None:
+    """The note that rule extraction stands in for the official GPT extraction step, naming the
+    benchmarks (by their metrics' ``protocol``) whose published protocol has one; None when none has."""
+    from eval.protocols import PROTOCOLS
+
+    names = [name for name, m in benchmarks.items()
+             if getattr(PROTOCOLS.get((m.get("protocol") or {}).get("name")), "gpt_extraction", False)]
+    if not names:
+        return None
+    return ("rule-based extraction (<answer>, \\boxed{}, answer patterns) stands in for the official GPT "
+            f"extraction step of {', '.join(names)}")
+
+
 def update_results(out: Path, model: str, benchmarks: dict[str, dict], extra: dict | None = None) -> dict:
     """Merge per-benchmark metrics into ``out/results.json`` (other benchmarks kept), rewrite
-    ``results.md``, and return the merged results. Results of another model are never mixed in."""
+    ``results.md``, and return the merged results. Results of another model are never mixed in.
+    ``extraction_note`` is set from the merged benchmarks (absent when none has a GPT extraction step)."""
     path = out / RESULTS
     results: dict[str, Any] = read_json(path) if path.is_file() else {}
     if results.get("model") not in (None, model):
@@ -23,6 +37,11 @@ def update_results(out: Path, model: str, benchmarks: dict[str, dict], extra: di
     results["model"] = model
     results.setdefault("benchmarks", {}).update(benchmarks)
     results.update(extra or {})
+    note = extraction_note(results["benchmarks"])
+    if note:
+        results["extraction_note"] = note
+    else:
+        results.pop("extraction_note", None)
     write_json(path, results)
     write_text(out / "results.md", render_markdown(results))
     return results

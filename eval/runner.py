@@ -23,7 +23,7 @@ from eval.preflight import check_model_paths
 from eval.protocols import apply_protocol, get_protocol
 from eval.registry import BenchmarkSpec, get_benchmark, resolve_template
 from eval.report import RESULTS, SAMPLES, update_results
-from eval.score import EXTRACTION_NOTE, benchmark_metrics
+from eval.score import benchmark_metrics
 from mhpo_vl.errors import UserError
 from mhpo_vl.evaluation import evaluate
 
@@ -219,7 +219,7 @@ def run(opts: RunOptions) -> dict:
         _, metrics = benchmark_metrics(spec, samples, {r["id"]: r for r in data[name]})
         metrics.update({"response_length_unit": "tokens", "settings": st,
                         "data_dir": str(Path(opts.data_dir).resolve()) if opts.data_dir else None})
-        extra = {"extraction_note": EXTRACTION_NOTE, **({"judge": judge.info()} if judge is not None else {})}
+        extra = {"judge": judge.info()} if judge is not None else None
         results = update_results(out, opts.model, {name: metrics}, extra)
     return results
 

@@ -17,9 +17,6 @@ from eval.report import SAMPLES, existing_model, update_results
 from mhpo_vl.errors import UserError
 from mhpo_vl.evaluation import score_samples, summarize
 
-EXTRACTION_NOTE = ("rule-based extraction (<answer>, \\boxed{}, answer patterns) stands in for the official GPT "
-                   "extraction step where the published protocol has one")
-
 
 def benchmark_metrics(spec: BenchmarkSpec, samples: list[dict], records: dict[str, dict]) -> tuple[list[dict], dict]:
     """Samples scored by our verifiers -> (samples with the protocol's ``correct`` and ``correct_strict``,
@@ -112,7 +109,7 @@ def score_file(spec: BenchmarkSpec, *, data: Optional[str], responses: Path, out
     metrics.update({"n_missing": missing, "response_length_unit": "characters", "responses": str(responses),
                     "data_dir": str(Path(data).resolve()) if data else None})
     extra = {"judge": judge.info()} if judge is not None else {}
-    update_results(output, model_name, {spec.name: metrics}, {"extraction_note": EXTRACTION_NOTE, **extra})
+    update_results(output, model_name, {spec.name: metrics}, extra)
     path = output / SAMPLES
     kept = [r for r in read_jsonl(path)[0] if r.get("benchmark") != spec.name] if path.is_file() else []
     write_text(path, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in kept + scored))

@@ -14,11 +14,13 @@ class Verdict(NamedTuple):
 
 class Protocol:
     """Base class. ``name`` is the YAML ``protocol.name``; ``extraction`` and ``scoring`` are one-line
-    descriptions shown by ``mhpo-eval list --details`` and written to results.json."""
+    descriptions shown by ``mhpo-eval list --details`` and written to results.json; ``gpt_extraction``:
+    the official pipeline has a GPT answer-extraction step, for which our rule extraction stands in."""
 
     name = ""
     extraction = ""
     scoring = ""
+    gpt_extraction = False
     metric_names: tuple[str, ...] = ()  # benchmark-level metrics ``metrics`` adds
 
     def verdict(self, record: dict, response: str, extracted: Optional[str], strict: bool) -> Verdict:

@@ -37,6 +37,7 @@ def _norm(text: str) -> str:
 
 class MathVerseRules(Protocol):
     name = "mathverse"
+    gpt_extraction = True  # extract_answer_s1.py
     extraction = "our rules in place of GPT: <answer>, \\boxed{}, a short bare response"
     scoring = ("rules in place of the GPT judge: exact match (official quick_match), option letter or the "
                "gold option's text for multiple choice, else math-verify equivalence")

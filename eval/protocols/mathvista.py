@@ -109,6 +109,7 @@ def official_extraction(response: str, fields: dict, extracted: Optional[str]) -
 
 class MathVistaRules(Protocol):
     name = "mathvista"
+    gpt_extraction = True  # evaluation/extract_answer.py
     extraction = ("official shortcuts (response equals an option; parses as the integer/float answer type), "
                   "then our rules in place of GPT: <answer>, \\boxed{}, 'The answer is \"X\".', a short bare response; "
                   "whole-answer wrappers ($...$, \\text{}) removed as the GPT extractor would")

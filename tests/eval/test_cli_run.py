@@ -46,6 +46,8 @@ def test_run_two_text_benchmarks_writes_samples_and_results(tiny_model_dir, text
         assert m["settings"]["template"] == "boxed"  # the protocol's prompt by default
         assert m["settings"]["temperature"] == 1.0 and m["settings"]["max_new_tokens"] == 4
     assert "| gsm8k | 2 | 3 |" in (out / "results.md").read_text()
+    # neither published protocol has a GPT extraction step: no note that rules stand in for one
+    assert "extraction_note" not in results and "GPT" not in (out / "results.md").read_text()
 
 
 def test_run_resumes_after_interruption(tiny_model_dir, text_data, tmp_path):
@@ -113,7 +115,11 @@ def test_run_vision_benchmarks_with_byte_images(tiny_model_dir, tmp_path):
                  "--data-dir", str(tmp_path / "data"), "--output", str(out), "--max-new-tokens", "3",
                  "--limit", "2", "--no-progress"])
     assert code == 0
-    results = json.loads((out / "results.json").read_text())["benchmarks"]
+    full = json.loads((out / "results.json").read_text())
+    results = full["benchmarks"]
+    # of the three, only MathVista's official pipeline has a GPT extraction step
+    assert full["extraction_note"].endswith("official GPT extraction step of mathvista")
+    assert f"Note: {full['extraction_note']}." in (out / "results.md").read_text()
     assert results["mathvista"]["n"] == 2 and results["geo3k"]["n"] == 2
     assert set(results["mathvista"]["subsets"]["question_type"]) == {"multi_choice", "free_form"}
     we = results["wemath"]  # two rows of different problems: no complete problem, so no IK/IG/CM/RM yet

@@ -82,6 +82,20 @@ def test_score_mathvista_choice_and_precision(tmp_path):
     assert m["n_missing"] == 4
 
 
+def test_extraction_note_only_while_a_benchmark_has_a_gpt_extraction_step(tmp_path):
+    write_gsm8k(tmp_path / "data")
+    write_mathvista(tmp_path / "data")
+    code, out = _score(tmp_path, "gsm8k", tmp_path / "data", GSM8K_RESPONSES, extra=["--model-name", "m"])
+    assert code == 0 and "extraction_note" not in json.loads((out / "results.json").read_text())
+    assert "GPT" not in (out / "results.md").read_text()
+    rows = [{"id": "1", "response": "<answer>B</answer>"}]
+    assert _score(tmp_path, "mathvista", tmp_path / "data", rows, extra=["--model-name", "m"])[0] == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["benchmarks"]) == {"gsm8k", "mathvista"}
+    assert results["extraction_note"].endswith("official GPT extraction step of mathvista")  # not gsm8k
+    assert f"Note: {results['extraction_note']}." in (out / "results.md").read_text()
+
+
 def test_missing_responses_are_reported_and_not_counted(tmp_path, capsys):
     write_gsm8k(tmp_path / "data")
     code, out = _score(tmp_path, "gsm8k", tmp_path / "data", GSM8K_RESPONSES[:2])
