@@ -5,7 +5,10 @@ The worker resolves the function, runs its declared warm-up, prints ``{"ready": 
 ``{"ready": false, "error": "..."}``), then answers one JSON request line at a time:
 
     request  {"c": completion(s), "r": reference(s), "k": keyword arguments, "b": batched, "n": count}
-    reply    {"v": [score or null, ...], "e": {"index": "error line"}}  or  {"x": "error line"}
+    reply    {"v": [score or null, ...], "e": {"index": "error line"}, "t": verifier timeouts}  or
+             {"x": "error line"}
+
+``t``: math-verify comparisons made by the call (e.g. the built-in accuracy) that timed out.
 
 Scores are validated here with the same rules as in the trainer (:mod:`.userfn`). The user's prints
 go to stderr; stdout carries only the protocol. Exits on EOF (the parent closed the pipe or died);
@@ -22,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+from mhpo_vl.rewards.pool import verifier_timeouts_in_thread
 from mhpo_vl.rewards.registry import resolve_reward
 from mhpo_vl.rewards.userfn import first_line, run_warm_up, to_scores
 
@@ -37,6 +41,7 @@ def _watch_parent(parent: int) -> None:
 def answer(fn: Any, request: dict) -> dict:
     """Call ``fn`` on one request and encode its scores (or the exception's first line)."""
     n = int(request.get("n", 1))
+    before = verifier_timeouts_in_thread()
     try:
         value = fn(request["c"], request["r"], **request.get("k", {}))
         scores = to_scores(value, bool(request.get("b")), n)
@@ -45,6 +50,7 @@ def answer(fn: Any, request: dict) -> dict:
     return {
         "v": [s if isinstance(s, float) else None for s in scores],
         "e": {str(i): first_line(s) for i, s in enumerate(scores) if not isinstance(s, float)},
+        "t": verifier_timeouts_in_thread() - before,
     }
 
 

@@ -50,10 +50,13 @@ _POSITIONAL = ("completion", "reference")
 class BatchScores:
     """Per-sample totals and per-component scores of one batch, plus throughput and failures.
 
-    ``timeouts_by`` / ``errors_by``: per component, how many samples scored ``on_error`` because a
-    call timed out / raised or returned a non-finite or non-numeric value; ``failed``: samples with at
-    least one such component. ``timeouts``: math-verify comparisons that hit their own time limit
-    (those score 0 inside the verifier and are not failures). Unpacks as ``total, components = scores``.
+    ``timeouts_by`` / ``errors_by``: per component, how many samples timed out / failed: a call that
+    timed out / raised or returned a non-finite or non-numeric value (the sample scores ``on_error``),
+    and in ``timeouts_by`` also a sample whose call hit a math-verify time limit (that comparison
+    scores 0 inside the verifier; the sample is not a failure). A sample counts once per component.
+    ``failed``: samples with at least one component that scored ``on_error``. ``timeouts``: math-verify
+    comparisons of the whole process that hit their time limit during the batch. Unpacks as
+    ``total, components = scores``.
     """
 
     total: list[float]
@@ -269,11 +272,16 @@ class CombinedReward:
         timeouts_by, errors_by = dict.fromkeys(self.names, 0), dict.fromkeys(self.names, 0)
         failed = [False] * n
         for (comp, index), result, (_, limit) in zip(slots, self._runner.run(jobs), jobs):
+            verifier_timeouts = 0
             if result is None:
                 left = "waited for a worker" if comp.pool is not None else "thread left running"
                 result = [Failure("timeout", f"no result within {limit:g} s ({left})")] * len(index)
             elif isinstance(result, BaseException):
                 result = [Failure("error", first_line(result))] * len(index)
+            else:
+                result, verifier_timeouts = result
+            # a sample already failed is counted below; at most one per sample that still scored
+            timeouts_by[comp.name] += min(verifier_timeouts, sum(not isinstance(v, Failure) for v in result))
             for i, value in zip(index, result):
                 if isinstance(value, Failure):
                     (timeouts_by if value.kind == "timeout" else errors_by)[comp.name] += 1

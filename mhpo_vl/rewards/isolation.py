@@ -7,7 +7,8 @@ so a stuck call keeps its thread (and any CPU it burns) until it returns.
 math-verify workers, :mod:`.pool`); past its limit the worker's process group is killed and a
 replacement starts in the background, so nothing of the stuck call survives.
 
-Either way a call yields one entry per sample: a float score or a :class:`Failure`.
+Either way a call yields an :class:`Outcome`: one entry per sample (a float score or a
+:class:`Failure`) and how many math-verify comparisons made during the call timed out.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from .pool import STARTUP_TIMEOUT, WorkerPool, WorkerStartError
+from .pool import STARTUP_TIMEOUT, WorkerPool, WorkerStartError, verifier_timeouts_in_thread
 from .userfn import first_line, to_scores
 
-__all__ = ["Failure", "ThreadRunner", "FunctionPool", "call_in_thread", "call_in_process"]
+__all__ = ["Failure", "Outcome", "ThreadRunner", "FunctionPool", "call_in_thread", "call_in_process"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,14 @@ class Failure:
 
 
 Scores = list  # list[float | Failure], one entry per sample of the call
+
+
+class Outcome(NamedTuple):
+    """One call's scores and its math-verify comparisons that timed out (those score 0 inside the
+    verifier, so the call itself still succeeds)."""
+
+    scores: Scores
+    verifier_timeouts: int = 0
 
 
 class _Task:
@@ -126,13 +135,15 @@ def _failures(kind: str, message: str, n: int) -> Scores:
     return [Failure(kind, message)] * n
 
 
-def call_in_thread(fn: Callable, args: tuple, kwargs: dict, batched: bool, n: int) -> Scores:
+def call_in_thread(fn: Callable, args: tuple, kwargs: dict, batched: bool, n: int) -> Outcome:
     """Call ``fn(*args, **kwargs)`` here and validate its scores (errors become Failures)."""
+    before = verifier_timeouts_in_thread()
     try:
         scores = to_scores(fn(*args, **kwargs), batched, n)
     except Exception as exc:  # the user's code
-        return _failures("error", first_line(exc), n)
-    return [s if isinstance(s, float) else Failure("error", first_line(s)) for s in scores]
+        return Outcome(_failures("error", first_line(exc), n))
+    return Outcome([s if isinstance(s, float) else Failure("error", first_line(s)) for s in scores],
+                   verifier_timeouts_in_thread() - before)
 
 
 class FunctionPool(WorkerPool):
@@ -146,21 +157,22 @@ class FunctionPool(WorkerPool):
                          label=f"reward {name!r}")
 
 
-def call_in_process(pool: FunctionPool, args: tuple, kwargs: dict, batched: bool, n: int, timeout: float) -> Scores:
+def call_in_process(pool: FunctionPool, args: tuple, kwargs: dict, batched: bool, n: int,
+                    timeout: float) -> Outcome:
     """Run one call in a worker of ``pool``; a timeout kills (and replaces) the worker."""
     request = {"c": args[0], "r": args[1], "k": kwargs, "b": batched, "n": n}
     try:
         reply = pool.call(request, timeout)
     except WorkerStartError as exc:
-        return _failures("error", str(exc), n)
+        return Outcome(_failures("error", str(exc), n))
     except RuntimeError as exc:  # the worker died mid-call (a crash or exit in the user's code)
-        return _failures("error", first_line(exc), n)
+        return Outcome(_failures("error", first_line(exc), n))
     if reply is None:
-        return _failures("timeout", f"no result within {timeout:g} s (worker killed)", n)
+        return Outcome(_failures("timeout", f"no result within {timeout:g} s (worker killed)", n))
     if "x" in reply:
-        return _failures("error", str(reply["x"]), n)
+        return Outcome(_failures("error", str(reply["x"]), n))
     values, errors = reply.get("v") or [], reply.get("e") or {}
     if len(values) != n:
-        return _failures("error", f"worker sent {len(values)} scores for {n} completions", n)
-    return [Failure("error", str(errors.get(str(i), "no score"))) if v is None else float(v)
-            for i, v in enumerate(values)]
+        return Outcome(_failures("error", f"worker sent {len(values)} scores for {n} completions", n))
+    return Outcome([Failure("error", str(errors.get(str(i), "no score"))) if v is None else float(v)
+                    for i, v in enumerate(values)], int(reply.get("t", 0)))

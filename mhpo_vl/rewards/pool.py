@@ -35,6 +35,7 @@ __all__ = [
     "pool_stats",
     "shutdown_pool",
     "configure_pool",
+    "verifier_timeouts_in_thread",
 ]
 
 _WORKER = Path(__file__).with_name("_mv_worker.py")
@@ -42,6 +43,15 @@ _WORKER = Path(__file__).with_name("_mv_worker.py")
 DEFAULT_TIMEOUT = 1.0
 #: Budget for a fresh worker to import math-verify and report ready.
 STARTUP_TIMEOUT = 30.0
+
+
+_THREAD = threading.local()
+
+
+def verifier_timeouts_in_thread() -> int:
+    """How many :meth:`VerifierPool.equal` calls made on this thread have timed out so far (a running
+    count: callers take differences around the code they attribute timeouts to)."""
+    return getattr(_THREAD, "timeouts", 0)
 
 
 def _default_size() -> int:
@@ -337,6 +347,7 @@ class VerifierPool(WorkerPool):
                 self.stats.timeouts += bool(reply.get("timeout"))
                 self.stats.errors += bool(reply.get("error"))
         if reply is None or reply.get("timeout"):
+            _THREAD.timeouts = verifier_timeouts_in_thread() + 1
             return None
         return bool(reply.get("r"))
 

@@ -19,8 +19,9 @@ __all__ = ["RewardFaults"]
 
 class RewardFaults:
     """Accumulates :class:`BatchScores` failure counts over one step (several batches with dynamic
-    sampling) and turns them into metrics: ``reward/<name>/timeouts``, ``reward/<name>/errors``
-    (samples that scored ``on_error``) and ``reward/failed_frac``."""
+    sampling) and turns them into metrics: ``reward/<name>/timeouts`` (samples whose call timed out or
+    hit a math-verify time limit), ``reward/<name>/errors`` and ``reward/failed_frac`` (samples that
+    scored ``on_error``)."""
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = list(names)
