@@ -10,13 +10,15 @@ and one optimizer step per rollout batch:
 
     trl         TRL GRPOTrainer with its defaults (gradient checkpointing on)
     trl_nockpt  TRL GRPOTrainer with gradient checkpointing off
+    trl_vllm    TRL GRPOTrainer with its colocated vLLM engine, gradient checkpointing off (tried where vLLM is
+                installed; left out, with the reason printed, when it fails here)
     mhpo_hf     mhpo-vl, rollout.backend=hf (its fast decoder)
     mhpo_vllm   mhpo-vl, rollout.backend=vllm (only when vLLM is installed in this interpreter)
 
 A step is everything from sampling to the optimizer step. The trainers take turns, one step each, in
 one process (the TRL trainers run in threads that hand control back after every step), so all see the
 same machine load. After ``--warmup`` unmeasured rounds, each round gives paired ratios: R1 = trl /
-mhpo_hf, R2 = trl_nockpt / mhpo_hf, R3 = (TRL's faster configuration) / mhpo_vllm; the printed ratios
+mhpo_hf, R2 = trl_nockpt / mhpo_hf, R3 = (TRL's fastest configuration that ran) / mhpo_vllm; the printed ratios
 are the medians over rounds. Per side it records seconds per step split into rollout (sampling, reward,
 advantages), log-prob (extra no-grad forwards), forward-backward and optimizer (grad clip, step, weight
 sync), response tokens per second, and the peak RSS over its steps (absolute, and the growth over the
@@ -54,7 +56,16 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_support import PHASES, RssMeter, TrlRunner, median, prepare, step_config, trl_args  # noqa: E402
+from bench_support import (  # noqa: E402
+    PHASES,
+    RssMeter,
+    TrlRunner,
+    let_trl_vllm_skip_video,
+    median,
+    prepare,
+    step_config,
+    trl_args,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Per size: prompts per step x G, warm-up and measured rounds (a larger-model round takes minutes on 2 cores).
@@ -77,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, help="prompts per step (default: per size, 16 / 2)")
     parser.add_argument("--micro-batch", type=int, help="mhpo-vl's micro-batch rows (default: per size, 32 / 8)")
     parser.add_argument("--no-vllm", metavar="REASON", help="skip the vLLM trainer and print REASON")
+    parser.add_argument("--no-trl-vllm", action="store_true",
+                        help="do not try TRL's colocated vLLM mode as a TRL configuration for R3")
     parser.add_argument("--workdir", help="where the models, data and runs go (default: a temp dir)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "bench.json"), help="JSON results file")
     parser.add_argument("--require", action="store_true", help="exit 3 when a ratio misses the issue's bar")
@@ -136,6 +149,14 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     contenders: dict[str, Any] = {}
     for name, ckpt in (("trl", True), ("trl_nockpt", False)):
         contenders[name] = TrlRunner(trl_args(cfg, workdir / size / name, rounds, gradient_checkpointing=ckpt), cfg)
+    trl_vllm_reason = "not tried (--no-trl-vllm)" if args.no_trl_vllm else vllm_reason
+    if trl_vllm_reason is None:
+        try:
+            let_trl_vllm_skip_video()
+            contenders["trl_vllm"] = TrlRunner(trl_args(cfg, workdir / size / "trl_vllm", rounds,
+                                                        gradient_checkpointing=False, use_vllm=True), cfg)
+        except Exception as exc:  # the peer's own failure: report it and compare with what runs
+            trl_vllm_reason = _short(exc)
     contenders["mhpo_hf"] = RLTrainer(cfg)
     if vllm_reason is None:
         vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"],
@@ -147,9 +168,17 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     rss: dict[str, list[tuple[float, float]]] = {k: [] for k in contenders}
     try:
         for r in range(rounds):
-            for name, c in contenders.items():
+            for name, c in list(contenders.items()):
                 with meter.window() as window:
-                    step = c.step() if isinstance(c, TrlRunner) else mhpo_step(c)
+                    try:
+                        step = c.step() if isinstance(c, TrlRunner) else mhpo_step(c)
+                    except RuntimeError as exc:
+                        if name != "trl_vllm":
+                            raise
+                        trl_vllm_reason = _short(exc)
+                        c.close()
+                        del contenders[name], steps[name], rss[name]
+                        continue
                 if r >= plan["warmup"]:
                     steps[name].append(step)
                     rss[name].append((window.peak_mb, window.growth_mb))
@@ -162,7 +191,10 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
                 c.close()
     sides = {name: summarize(steps[name], rss[name]) for name in contenders}
     pair = {name: [t["total"] for t in steps[name]] for name in contenders}
-    fastest_trl = min(("trl", "trl_nockpt"), key=lambda k: sides[k]["median_s_per_step"])
+    if trl_vllm_reason:
+        print(f"  trl_vllm (TRL use_vllm=True, colocate) did not run here: {trl_vllm_reason}", flush=True)
+    fastest_trl = min((k for k in ("trl", "trl_nockpt", "trl_vllm") if k in sides),
+                      key=lambda k: sides[k]["median_s_per_step"])
     ratios = {"ratio_vs_trl": [a / b for a, b in zip(pair["trl"], pair["mhpo_hf"])],
               "ratio_vs_trl_nockpt": [a / b for a, b in zip(pair["trl_nockpt"], pair["mhpo_hf"])]}
     if "mhpo_vllm" in pair:
@@ -171,7 +203,13 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
             "group_size": plan["group"], "max_new_tokens": args.max_new_tokens, "warmup_rounds": plan["warmup"],
             "measured_rounds": plan["steps"], "fastest_trl": fastest_trl, "sides": sides,
             "pair_ratios": ratios, "ratios": {k: median(v) for k, v in ratios.items()},
-            "vllm_skipped": vllm_reason}
+            "vllm_skipped": vllm_reason, "trl_vllm_skipped": trl_vllm_reason}
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one line: its own message, or its cause's (TrlRunner wraps the thread's error)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) < 300 else text[:297] + "..."
 
 
 def print_table(result: dict[str, Any]) -> None:

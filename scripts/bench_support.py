@@ -106,13 +106,15 @@ def trl_reward(cfg: Any):
     return reward
 
 
-def trl_args(cfg: Any, out: Path, steps: int, *, gradient_checkpointing: bool) -> Any:
+def trl_args(cfg: Any, out: Path, steps: int, *, gradient_checkpointing: bool, use_vllm: bool = False) -> Any:
     """GRPOConfig matching the mhpo-vl config: batch, G, budget, sampling, lr, clip, no KL, one step per batch,
-    seq-mean-token-mean (loss_type="grpo"), group std scaling; TRL's defaults otherwise."""
+    seq-mean-token-mean (loss_type="grpo"), group std scaling; TRL's defaults otherwise. ``use_vllm``: TRL's
+    colocated vLLM engine for generation (``vllm_mode="colocate"``)."""
     from trl import GRPOConfig
 
     r, t = cfg.rollout, cfg.trainer
-    return GRPOConfig(
+    extra = {"use_vllm": True, "vllm_mode": "colocate"} if use_vllm else {}
+    return GRPOConfig(**extra,
         output_dir=str(out), per_device_train_batch_size=r.prompts_per_step * r.group_size,
         gradient_accumulation_steps=1, num_generations=r.group_size, max_completion_length=r.max_new_tokens,
         temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, learning_rate=t.lr, lr_scheduler_type="constant",
@@ -121,6 +123,19 @@ def trl_args(cfg: Any, out: Path, steps: int, *, gradient_checkpointing: bool) -
         fp16=False, seed=t.seed, dataloader_num_workers=0, disable_tqdm=True, log_completions=False,
         gradient_checkpointing=gradient_checkpointing,
     )
+
+
+def let_trl_vllm_skip_video() -> None:
+    """TRL's colocated engine leaves vLLM's video input on, whose start-up profiling needs torchvision, which
+    is not installed here; give it the image-only limit mhpo-vl's own engine uses (the only change)."""
+    import trl.generation.vllm_generation as generation
+    import vllm
+
+    def llm(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("limit_mm_per_prompt", {"image": 1, "video": 0})
+        return vllm.LLM(*args, **kwargs)
+
+    generation.LLM = llm
 
 
 class TrlRunner:
