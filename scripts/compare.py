@@ -136,8 +136,19 @@ def evaluate_run(model_dir: Path, cfg: Any, records: list[dict], seed: int) -> d
             "n": int(sampled["n"]), "single_answer_share": compare_stats.single_answer_share(samples)}
 
 
+def evaluate_warm_start(start: Path, cfg: Any, records: list[dict], seed: int, cache: Path) -> dict[str, Any]:
+    """The held-out evaluation of the model every run of this seed starts from (cached in ``cache``)."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    evaluated = evaluate_run(start, cfg, records, seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(evaluated))
+    return evaluated
+
+
 def write_result(args: argparse.Namespace, base_cfg: Any, recipe: Path, runs: list[dict[str, Any]], n_test: int,
-                 seconds: float, out: Path, *, complete: bool) -> dict[str, Any]:
+                 seconds: float, out: Path, *, complete: bool, warm_start: dict[int, dict[str, Any]] | None = None
+                 ) -> dict[str, Any]:
     """Write ``out/compare.json`` and a plot-less ``out/report.md`` for the runs so far (after every run, so an
     interrupted comparison keeps what finished: ``settings.complete`` is false until the last run)."""
     settings = {"model": args.model, "recipe": str(recipe.relative_to(demo.ROOT)), "seeds": args.seeds,
@@ -146,7 +157,8 @@ def write_result(args: argparse.Namespace, base_cfg: Any, recipe: Path, runs: li
                                                                      else 1) * args.ppo_epochs,
                 "lr": base_cfg.trainer.lr * args.lr_scale, "lr_scale": args.lr_scale, "losses": args.losses.split(","),
                 "eval_samples": demo.EVAL_SAMPLES, "n_test": n_test, "overrides": list(args.overrides),
-                "seconds": round(seconds, 1), "complete": complete}
+                "seconds": round(seconds, 1), "complete": complete,
+                "warm_start": {str(seed): value for seed, value in (warm_start or {}).items()}}
     result = {"regime": args.regime, "settings": settings, "runs": runs, "summary": compare_stats.summarize(runs)}
     (out / "compare.json").write_text(json.dumps(result, indent=2))
     if not complete:
@@ -189,10 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     curves: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in losses}
     records = None
+    warm_start: dict[int, dict[str, Any]] = {}
     for seed in range(args.seeds):
         start = smollm2_dir or prepare_tiny(args, out, seed, common)
         if records is None:
             records = load_records(Path(base_cfg.data.eval_dir), base_cfg.data.eval_split)[:args.n_test]
+        start_cfg = load_config(recipe, [*common, f"model.name_or_path={start}"])
+        warm_start[seed] = evaluate_warm_start(start, start_cfg, records, seed,
+                                               out / f"seed_{seed}" / f"warm_start_eval_n{len(records)}.json")
+        demo.log(f"seed {seed}: warm start held-out {warm_start[seed]['accuracy']:.3f} "
+                 f"(greedy {warm_start[seed]['greedy_accuracy']:.3f})")
         for name in losses:
             run_dir = out / f"seed_{seed}" / f"{args.regime}_{name}"
             cfg = load_config(recipe, [*common, f"model.name_or_path={start}", f"trainer.output_dir={run_dir}",
@@ -207,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             curves[name].append(metrics)
             demo.log(f"seed {seed}: {name} held-out {evaluated['accuracy']:.3f}, ratio "
                      f"[{stats['ratio']['min']:.3f}, {stats['ratio']['max']:.3f}]")
-            write_result(args, base_cfg, recipe, runs, len(records), time.perf_counter() - t0, out, complete=False)
+            write_result(args, base_cfg, recipe, runs, len(records), time.perf_counter() - t0, out, complete=False,
+                         warm_start=warm_start)
     result = write_result(args, base_cfg, recipe, runs, len(records or []), time.perf_counter() - t0, out,
-                          complete=True)
+                          complete=True, warm_start=warm_start)
     plots = compare_stats.plot_curves(curves, out)
     compare_stats.write_report(result, out / "report.md", plots)
     print((out / "report.md").read_text())

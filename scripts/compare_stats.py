@@ -199,14 +199,19 @@ def write_report(result: Mapping[str, Any], path: Path, plots: Sequence[str]) ->
     """report.md: settings, mean ± sd over seeds per loss, paired per-seed differences MHPO minus each baseline."""
     summary_table, diff_table = tables(result)
     settings = result["settings"]
+    warm = settings.get("warm_start") or {}
     lines = [f"# Loss comparison: {result['regime']} regime, {settings['model']} model, {settings['seeds']} seed(s), "
              f"{settings['steps']} RL steps\n",
-             "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "\n",
-             f"Mean ± sd over seeds. Accuracy: held-out Avg@{settings['eval_samples']} at the sampling temperature; "
-             f"single_answer_share: share of held-out prompts whose {settings['eval_samples']} samples all give the "
-             f"same extracted answer; collapsed: final entropy < {ENTROPY_FLOOR} or single_answer_share >= "
-             f"{SINGLE_ANSWER_SHARE}; spikes: grad norm > {SPIKE_FACTOR:g}x the running median.\n",
-             summary_table]
+             "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items() if k != "warm_start") + "\n"]
+    if warm:
+        parts = [f"{key} {_cell(mean_sd([float(w[key]) for w in warm.values()]))}"
+                 for key in ("accuracy", "greedy_accuracy", "single_answer_share") if all(key in w for w in warm.values())]
+        lines.append(f"Warm start before RL (the same evaluation, {len(warm)} seed(s)): " + ", ".join(parts) + "\n")
+    lines += [f"Mean ± sd over seeds. Accuracy: held-out Avg@{settings['eval_samples']} at the sampling temperature; "
+              f"single_answer_share: share of held-out prompts whose {settings['eval_samples']} samples all give the "
+              f"same extracted answer; collapsed: final entropy < {ENTROPY_FLOOR} or single_answer_share >= "
+              f"{SINGLE_ANSWER_SHARE}; spikes: grad norm > {SPIKE_FACTOR:g}x the running median.\n",
+              summary_table]
     if diff_table:
         lines.append("## MHPO minus each baseline, paired by seed (mean ± sd of the per-seed differences; *: "
                      "exceeds seed noise, paired t-test at 5%)\n")

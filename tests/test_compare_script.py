@@ -178,7 +178,11 @@ def test_tiny_off_policy_run_writes_the_compare_json_schema(compare, stats, tmp_
         assert run["ratio"]["max"] > 1.0 and run["ratio"]["min"] < 1.0
     assert set(result["summary"]) == {"mhpo", "grpo"}
     assert set(result["summary"]["mhpo"]["accuracy"]) == {"mean", "sd"}
-    assert "MHPO minus each baseline" in (out / "report.md").read_text()
+    warm = result["settings"]["warm_start"]["0"]  # the model both runs started from, evaluated the same way
+    assert set(warm) == {"accuracy", "greedy_accuracy", "n", "single_answer_share"} and warm["n"] == 8
+    assert (out / "seed_0" / "warm_start_eval_n8.json").is_file()
+    report = (out / "report.md").read_text()
+    assert "MHPO minus each baseline" in report and "Warm start before RL" in report
     for name in ("accuracy.png", "grad_norm.png", "ratio.png", "entropy.png"):
         assert (out / name).stat().st_size > 0
     capsys.readouterr()
