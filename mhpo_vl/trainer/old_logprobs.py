@@ -41,6 +41,7 @@ class InlineCorrection:
         self.sampler_logp, self.mask, self.view, self.mode, self.cap = sampler_logp, mask, view, mode, cap
         self.old_logp = torch.zeros_like(sampler_logp, dtype=torch.float32)
         self.trainer_view = torch.zeros_like(sampler_logp, dtype=torch.float32)
+        self.taken = torch.zeros(sampler_logp.shape[0], dtype=torch.bool, device=sampler_logp.device)
 
     def sink(self, rows: slice) -> LogitsSink:
         def record(logits: torch.Tensor, ids: torch.Tensor) -> None:
@@ -50,14 +51,16 @@ class InlineCorrection:
     def take(self, rows: slice, logp: torch.Tensor, advantages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         old = logp.detach().float()
         self.old_logp[rows] = old
+        self.taken[rows] = True
         weights, _ = rollout_is_weights(self.trainer_view[rows], self.sampler_logp[rows], self.mask[rows],
                                         mode=self.mode, cap=self.cap)
         return old, (advantages[:, None] if advantages.dim() == 1 else advantages) * weights
 
     def weighted(self, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """All rows' weighted advantages (N, T) and the rollout/* metrics, once every row has been taken."""
-        weights, stats = rollout_is_weights(self.trainer_view, self.sampler_logp, self.mask, mode=self.mode,
-                                            cap=self.cap)
+        """Weighted advantages (N, T) and the rollout/* metrics over the rows taken (all of them, unless a
+        non-finite loss stopped the update early; rows not taken get weight 0)."""
+        mask = self.mask * self.taken[:, None].to(self.mask.dtype)
+        weights, stats = rollout_is_weights(self.trainer_view, self.sampler_logp, mask, mode=self.mode, cap=self.cap)
         return advantages[:, None] * weights, {f"rollout/{k}": v for k, v in stats.items()}
 
 

@@ -102,3 +102,23 @@ def test_inline_refuses_several_optimizer_steps(tiny_model_dir):
                       mask=rollout.response_mask, advantages=torch.zeros(len(rollout)), old_logp=None, inline=inline,
                       loss_fn=get_policy_loss("grpo"), hparams=loss_defaults("grpo"), agg="token-mean",
                       temperature=0.8, vision_start_id=vs, ppo_epochs=2)
+
+
+def test_inline_metrics_cover_only_the_rows_taken():
+    """A non-finite loss stops the update after some micro-batches: the metrics ignore the rest."""
+    torch.manual_seed(0)
+    n, t, v = 6, 5, 11
+    logits = torch.randn(n, t, v)
+    ids = torch.randint(0, v, (n, t))
+    mask = torch.ones(n, t)
+    view = SamplerView()
+    trainer = view.logprobs(logits, ids)
+    sampler = trainer + 0.1 * torch.randn(n, t)
+    inline = InlineCorrection(sampler, mask, view, "token_tis", 2.0)
+    rows = slice(0, 3)
+    inline.sink(rows)(logits[rows], ids[rows])
+    inline.take(rows, trainer[rows], torch.ones(3))
+    _, metrics = inline.weighted(torch.ones(n))
+    _, want = rollout_is_weights(trainer[rows], sampler[rows], mask[rows], mode="token_tis", cap=2.0)
+    for key, value in want.items():
+        torch.testing.assert_close(metrics[f"rollout/{key}"], value)
