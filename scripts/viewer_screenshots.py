@@ -26,7 +26,7 @@ rollout: {{prompts_per_step: 3, group_size: 6, max_new_tokens: 6, temperature: 1
 algo: {{name: mhpo, ppo_epochs: 2, mini_batch_size: 9}}
 reward: {{components: {{accuracy: 0.9, format_reward: 0.1}}}}
 trainer: {{output_dir: {run}, max_steps: 8, lr: 3.0e-4, lr_schedule: constant, mixed_precision: "no", seed: 0}}
-sft: {{output_dir: {sft}, max_steps: 20, batch_size: 32, lr: 1.0e-3, target_template: "<answer>{{answer}}</answer>"}}
+sft: {{output_dir: {sft}, max_steps: 80, batch_size: 32, lr: 1.0e-3, target_template: "<answer>{{answer}}</answer>"}}
 logging: {{progress_bar: false, plots: false, rollouts_every: 1, rollouts_per_step: 2}}
 """
 
@@ -62,7 +62,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mhpo_vl.viewer.browser import screenshot
 
-    work = args.work.resolve()
+    work = args.work  # as given (relative to the repository root by default): the pages show these paths
     py, bin_dir = sys.executable, Path(sys.executable).parent
     model, data, bench = work / "model", work / "bench" / "easy_vqa", work / "bench"
     if not (model / "config.json").is_file():
