@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from mhpo_vl.rollout.logprobs import response_logits
+from mhpo_vl.rollout.logprobs import token_logprobs
 
 
 def processed_logprobs(logits: torch.Tensor, response_ids: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0,
@@ -63,11 +64,10 @@ class SamplerView:
 
 
 def logprobs_with_sampler_view(model: torch.nn.Module, inputs: dict[str, Any], response_ids: torch.Tensor, *,
-                               temperature: float, top_k: int = 0, top_p: float = 1.0,
-                               banned_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward: (plain log_softmax(logits / T), processed_logprobs), both (N, T) float32."""
-    logits = response_logits(model, inputs, response_ids.shape[1], temperature)
-    ids = response_ids[..., None].to(logits.device)
-    plain = logits.gather(-1, ids).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    processed = processed_logprobs(logits, response_ids, top_k=top_k, top_p=top_p, banned_ids=banned_ids)
-    return plain, processed
+                               temperature: float, view: SamplerView) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward (token_logprobs, padding trimmed): (plain log_softmax(logits / T), the same tokens under
+    the sampler's processed distribution ``view``), both (N, T) float32, 0 after the longest response."""
+    processed: list[torch.Tensor] = []
+    plain, _ = token_logprobs(model, inputs, response_ids, temperature,
+                              logits_sink=lambda logits, ids: processed.append(view.logprobs(logits, ids)))
+    return plain, F.pad(processed[0], (0, response_ids.shape[1] - processed[0].shape[1]))

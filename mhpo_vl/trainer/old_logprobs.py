@@ -24,7 +24,7 @@ import torch
 
 from mhpo_vl.algos.rollout_is import rollout_is_weights
 from mhpo_vl.rollout.logprobs import LogitsSink, micro_batches, select_rows, token_logprobs
-from mhpo_vl.rollout.mismatch import SamplerView
+from mhpo_vl.rollout.mismatch import SamplerView, logprobs_with_sampler_view
 from mhpo_vl.rollout.types import Rollout
 
 
@@ -66,14 +66,21 @@ class InlineCorrection:
 
 @dataclass
 class Baselines:
-    """pi_old (N, T) or None (then ``inline`` provides it), the reference's (N, T) or None, and
-    ``inline`` for the one-step other-engine case."""
+    """What the update needs: ``advantages`` to train on ((N,), or (N, T) importance-weighted), pi_old
+    (N, T) or None (then ``inline`` provides it during the update) and the reference's (N, T) or None."""
 
-    old: torch.Tensor | None
-    ref: torch.Tensor | None
+    advantages: torch.Tensor
+    old: torch.Tensor | None = None
+    ref: torch.Tensor | None = None
     inline: InlineCorrection | None = None
-    weighted_advantages: torch.Tensor | None = None  # (N, T), from a separate forward's sampler view
     mismatch: dict[str, torch.Tensor] | None = None
+
+    def after_update(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(the advantages trained on, pi_old (N, T), the rollout/* metrics), once the update has run."""
+        if self.inline is not None:
+            advantages, mismatch = self.inline.weighted(self.advantages)
+            return advantages, self.inline.old_logp, mismatch
+        return self.advantages, self.old, self.mismatch or {}
 
 
 class OldLogprobs:
@@ -91,14 +98,12 @@ class OldLogprobs:
             for rows in micro_batches(len(rollout), self.cfg.trainer.micro_batch_size):
                 part = select_rows(inputs, rows, self.vision_start_id)
                 ids = rollout.response_ids[rows].to(self.accelerator.device)
-                sink = None
                 if sampler_view:
-                    full_t = ids.shape[1]
-
-                    def sink(logits: torch.Tensor, kept: torch.Tensor, full_t: int = full_t) -> None:
-                        processed = self.view.logprobs(logits, kept)
-                        views.append(torch.nn.functional.pad(processed, (0, full_t - kept.shape[1])))
-                logp, _ = token_logprobs(model, part, ids, self.cfg.rollout.temperature, logits_sink=sink)
+                    logp, processed = logprobs_with_sampler_view(model, part, ids, temperature=self.cfg.rollout.temperature,
+                                                                 view=self.view)
+                    views.append(processed)
+                else:
+                    logp, _ = token_logprobs(model, part, ids, self.cfg.rollout.temperature)
                 out.append(logp)
         return torch.cat(out), (torch.cat(views) if views else None)
 
@@ -112,7 +117,7 @@ class OldLogprobs:
         device = self.accelerator.device
         sampled = rollout.logprobs.to(device) if rollout.logprobs is not None else None
         mask = rollout.response_mask.to(device)
-        out = Baselines(old=None, ref=None)
+        out = Baselines(advantages=advantages)
         if one_step and sampled is not None and not other_engine:
             out.old = sampled  # reused from rollout time: no extra forward
         elif one_step and sampled is not None:
@@ -121,7 +126,7 @@ class OldLogprobs:
             out.old, view = self.forward(policy, rollout, inputs, sampler_view=other_engine and sampled is not None)
             if view is not None:
                 weights, stats = rollout_is_weights(view, sampled, mask, mode=algo.rollout_is, cap=algo.rollout_is_cap)
-                out.weighted_advantages = advantages[:, None] * weights
+                out.advantages = advantages[:, None] * weights
                 out.mismatch = {f"rollout/{k}": v for k, v in stats.items()}
         if algo.kl_coef > 0:
             unwrapped = self.accelerator.unwrap_model(policy)

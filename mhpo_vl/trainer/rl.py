@@ -261,8 +261,7 @@ class RLTrainer:
             result = policy_update(
                 model=self.model, optimizer=self.optimizer, backward=self.accelerator.backward, params=self.params,
                 inputs=inputs, response_ids=rollout.response_ids.to(device), mask=mask,
-                advantages=base.weighted_advantages if base.weighted_advantages is not None else advantages,
-                old_logp=base.old, inline=base.inline, loss_fn=self.loss_fn, hparams=self.hparams,
+                advantages=base.advantages, old_logp=base.old, inline=base.inline, loss_fn=self.loss_fn, hparams=self.hparams,
                 agg=self.agg, temperature=cfg.rollout.temperature, vision_start_id=self.vision_start_id,
                 ppo_epochs=cfg.algo.ppo_epochs, mini_batch_size=cfg.algo.mini_batch_size,
                 micro_batch_size=cfg.trainer.micro_batch_size, grad_clip=cfg.trainer.grad_clip,
@@ -270,12 +269,7 @@ class RLTrainer:
                 no_sync=self.parallel.no_sync(self.model), all_true=self.parallel.all_true,
                 token_sink=recorder, prompt_inputs=prompt_inputs, group_size=rollout.group_size,
             )
-        if base.inline is not None:
-            advantages, mismatch = base.inline.weighted(advantages)
-            old_logp = base.inline.old_logp
-        else:
-            advantages = advantages if base.weighted_advantages is None else base.weighted_advantages
-            mismatch, old_logp = base.mismatch or {}, base.old
+        advantages, old_logp, mismatch = base.after_update()
         if recorder is not None:
             self.rollout_log.submit(recorder, rollout, rewards=rewards, components=components, accuracy=accuracy,
                                     advantages=advantages, old_logp=old_logp)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mhpo_vl.rollout import build_sequence_inputs
 from mhpo_vl.rollout.hf import vision_token_ids
-from mhpo_vl.rollout.mismatch import logprobs_with_sampler_view
+from mhpo_vl.rollout.mismatch import SamplerView, logprobs_with_sampler_view
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(
@@ -44,8 +44,8 @@ def trainer_view(model: torch.nn.Module, rollout: Any, processor: Any, *, temper
     vision_start = tok.get_vocab().get("<|vision_start|>")
     with torch.no_grad():
         inputs = build_sequence_inputs(rollout, model, vision_start, reuse_vision=False)
-        _, view = logprobs_with_sampler_view(model, inputs, rollout.response_ids, temperature=temperature,
-                                             top_k=top_k, top_p=top_p, banned_ids=vision_token_ids(tok))
+        view = SamplerView(top_k=top_k, top_p=top_p, banned_ids=tuple(vision_token_ids(tok)))
+        _, view = logprobs_with_sampler_view(model, inputs, rollout.response_ids, temperature=temperature, view=view)
     return view
 
 
