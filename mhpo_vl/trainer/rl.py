@@ -8,10 +8,8 @@ metrics are reduced across ranks before logging. How the model is replicated or 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,21 +19,17 @@ from tqdm.auto import tqdm
 
 from mhpo_vl.algos import compute_advantages, get_policy_loss, loss_defaults
 from mhpo_vl.config import Config, config_to_dict, save_config
-from mhpo_vl.data import PromptCollator
 from mhpo_vl.errors import UserError
 from mhpo_vl.models import is_vision_param, load_policy, load_processor
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine, reward_from_config
 from mhpo_vl.rewards.modes import extraction_failures
-from mhpo_vl.rollout import SamplingParams
-from mhpo_vl.rollout.factory import make_rollout_backend
 from mhpo_vl.rollout.hf import vision_token_ids
 from mhpo_vl.rollout.mismatch import SamplerView
 from mhpo_vl.rollout.shared_prefix import build_update_inputs, shared_prefix_supported
 from mhpo_vl.rollout.types import Rollout
-from mhpo_vl.rollout.weights import engine_weights
 from mhpo_vl.trainer import checkpoint as ckpt
-from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, select_groups
+from mhpo_vl.trainer.collect import Collected, Collector
 from mhpo_vl.trainer.dry_run import dry_run_config
 from mhpo_vl.trainer.metrics import (
     MetricsLogger,
@@ -45,10 +39,11 @@ from mhpo_vl.trainer.metrics import (
     summarize_run,
 )
 from mhpo_vl.trainer.old_logprobs import OldLogprobs
-from mhpo_vl.trainer.parallel import Parallel, iter_full_weights
+from mhpo_vl.trainer.parallel import Parallel
 from mhpo_vl.trainer.plots import plot_metrics
 from mhpo_vl.trainer.reward_faults import RewardFaults
 from mhpo_vl.trainer.rollout_log import rollout_logger_for
+from mhpo_vl.trainer.rollout_source import RolloutSource
 from mhpo_vl.trainer.setup import (
     ensure_dir,
     load_eval_records,
@@ -96,7 +91,7 @@ class RLTrainer:
         seed_everything(cfg.trainer.seed + self.accelerator.process_index)
         self.run_dir = ensure_dir(cfg.trainer.output_dir)
         self.loss_fn, self.hparams, self.agg = resolve_loss(cfg)
-        self.dataset = load_train_data(cfg)
+        dataset = load_train_data(cfg)  # data errors before the model loads
         self.eval_records = load_eval_records(cfg)
         self.processor = load_processor(cfg.model)
         self.tokenizer = get_tokenizer(self.processor)
@@ -105,9 +100,6 @@ class RLTrainer:
         if self.resume_from is not None:  # weights go in before sharding; optimizer and RNG in train()
             ckpt.load_model_weights(self.resume_from, model)
         model = self.parallel.wrap(model)
-        self.collator = PromptCollator(self.processor, template=cfg.data.prompt_template,
-                                       system_prompt=cfg.data.system_prompt, min_pixels=cfg.model.min_pixels,
-                                       max_pixels=cfg.model.max_pixels, max_prompt_tokens=cfg.data.max_prompt_tokens)
         self.vision_start_id = (self.tokenizer.convert_tokens_to_ids("<|vision_start|>")
                                 if is_multimodal(self.processor) else None)
         # one process (DDP/FSDP expect one forward per backward), a model that takes a KV cache in training
@@ -125,11 +117,11 @@ class RLTrainer:
         self.ref_model = self._reference_model() if cfg.algo.kl_coef > 0 else None
         self.reward = reward_from_config(cfg.reward)
         self.reward_faults = RewardFaults(self.reward.names)
-        self.accuracy = (None if "accuracy" in cfg.reward.components else combine({"accuracy": 1.0}))
+        accuracy = None if "accuracy" in cfg.reward.components else combine({"accuracy": 1.0})
+        self.collector = Collector(cfg, self.reward, self.reward_faults, accuracy, self.parallel,
+                                   self.tokenizer.pad_token_id, self.vision_start_id)
         self.reward.warm_up()  # start the verifier and reward workers now, not inside the first step's timing
-        self.backend = make_rollout_backend(cfg, self.processor, seed=cfg.trainer.seed + self.accelerator.process_index)
-        self.sampler = PromptSampler(len(self.dataset), cfg.trainer.seed, cfg.data.shuffle,
-                                     self.accelerator.process_index, self.accelerator.num_processes)
+        self.source = RolloutSource(cfg, self.processor, dataset, self.accelerator, self.parallel)
         self.rollout_log = rollout_logger_for(cfg, self.run_dir, self.tokenizer, self.hparams,
                                               self.accelerator.is_main_process)
         r = cfg.rollout
@@ -149,92 +141,17 @@ class RLTrainer:
     def unwrapped(self) -> torch.nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
-    def _sampling(self) -> SamplingParams:
-        r = self.cfg.rollout
-        return SamplingParams(num_samples=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                              max_new_tokens=r.max_new_tokens, stop_strings=list(r.stop_strings),
-                              return_logprobs=True)
-
     def _generate(self, n_prompts: int) -> Rollout:
-        records = [self.dataset[i] for i in self.sampler.take(n_prompts)]
-        batch = self.collator(records)
-        autocast = self.accelerator.autocast() if self.cfg.rollout.mixed_precision else contextlib.nullcontext()
-        with autocast, self._generation_weights():
-            return self.backend.generate(self.unwrapped, batch, self._sampling())
+        """The next ``n_prompts`` global prompts' rollouts (the hook dynamic sampling calls)."""
+        return self.source.generate(n_prompts, self.model)
 
-    def _generation_weights(self) -> Any:
-        """Whole weights for HF generate (gathered under FSDP2); a vLLM engine holds its own copy."""
-        return contextlib.nullcontext() if self.backend.needs_weight_sync else self.parallel.gathered(self.model)
-
-    def _score(self, rollout: Rollout) -> tuple[torch.Tensor, dict[str, list[float]], list[float]]:
-        g = rollout.group_size
-        lengths = rollout.response_lengths.tolist()
-        references, fields = [], []
-        for i in range(len(rollout)):
-            record = rollout.records[i // g]
-            references.append(record["answer"])
-            extra = {k: record[k] for k in ("id", "prompt", "answer_type", "choices") if record.get(k) is not None}
-            fields.append({**extra, "response_length": lengths[i], "extract": self.cfg.reward.extract})
-        scores = self.reward(rollout.texts, references, fields)
-        self.reward_faults.add(scores)
-        if self.accuracy is None:
-            accuracy = scores.components["accuracy"]
-        else:
-            accuracy = self.accuracy(rollout.texts, references, fields).total
-        return torch.tensor(scores.total, dtype=torch.float32), scores.components, accuracy
-
-    def _collect(self) -> tuple[Rollout, torch.Tensor, dict, list[float], dict[str, float]]:
-        """Rollout + rewards; with dynamic sampling, drop zero-variance groups and refill (bounded tries)."""
-        cfg = self.cfg
-        want = cfg.rollout.prompts_per_step
-        timing = {"time/rollout": 0.0, "time/reward": 0.0}
-        kept: list[tuple[Rollout, torch.Tensor, dict, list[float]]] = []
-        world = self.parallel.world
-        have, have_all, tries, dropped = 0, 0, 0, 0  # groups kept on this rank / on all ranks
-        while True:
-            t0 = time.perf_counter()
-            # every rank asks for the same global count, so all ranks make the same generate calls
-            rollout = self._generate(math.ceil((want - have_all) / world) * world)
-            t1 = time.perf_counter()
-            rewards, components, accuracy = self._score(rollout)
-            timing["time/rollout"] += t1 - t0
-            timing["time/reward"] += time.perf_counter() - t1
-            tries += 1
-            if not cfg.algo.dynamic_sampling:
-                timing["dynamic_sampling/dropped_groups"] = 0.0
-                return rollout, rewards, components, accuracy, timing
-            g = rollout.group_size
-            groups = [p for p in range(len(rollout) // g) if rewards[p * g:(p + 1) * g].std() > 0]
-            dropped += len(rollout) // g - len(groups)
-            if groups:
-                rows = [p * g + j for p in groups for j in range(g)]
-                kept.append((select_groups(rollout, groups, self.vision_start_id), rewards[rows],
-                             {k: [v[i] for i in rows] for k, v in components.items()}, [accuracy[i] for i in rows]))
-                have += len(groups)
-            have_all = int(self.parallel.sum(have))
-            if have_all >= want or tries >= cfg.algo.dynamic_sampling_max_tries:
-                break
-        timing["dynamic_sampling/dropped_groups"] = float(dropped)
-        keep = int(self.parallel.min(have))  # the same number of groups on every rank: same forward calls
-        if keep == 0:  # some rank has no group with a reward signal: train on the last batch (zero advantages)
-            timing["dynamic_sampling/no_signal"] = 1.0
-            return rollout, rewards, components, accuracy, timing
-        pad = self.tokenizer.pad_token_id
-        rollout = concat_rollouts([k[0] for k in kept], pad)
-        rewards = torch.cat([k[1] for k in kept])
-        components = {key: [x for k in kept for x in k[2][key]] for key in kept[0][2]}
-        accuracy = [x for k in kept for x in k[3]]
-        if keep < have:
-            rows = keep * rollout.group_size
-            rollout = select_groups(rollout, list(range(keep)), self.vision_start_id)
-            rewards, accuracy = rewards[:rows], accuracy[:rows]
-            components = {key: v[:rows] for key, v in components.items()}
-        return rollout, rewards, components, accuracy, timing
+    def _collect(self) -> Collected:
+        """This step's scored rollouts (see :class:`Collector`)."""
+        return self.collector.collect(self._generate)
 
     def sync_rollout_weights(self) -> None:
         """Push the trainer's weights into the rollout engine (a no-op for the HF backend)."""
-        if self.backend.needs_weight_sync:
-            self.backend.sync_weights(engine_weights(iter_full_weights(self.model), self.unwrapped))
+        self.source.sync_weights(self.model)
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -252,7 +169,7 @@ class RLTrainer:
         t_logprob = time.perf_counter()
         advantages = advantages.to(device)
         base = self.old_logprobs.compute(self.model, self.ref_model, rollout, inputs, advantages,
-                                         other_engine=self.backend.needs_weight_sync)
+                                         other_engine=self.source.needs_weight_sync)
         timing["time/logprob"] = time.perf_counter() - t_logprob
         mask = rollout.response_mask.to(device)
         recorder = self.rollout_log.recorder(self.step + 1, rollout) if self.rollout_log is not None else None
@@ -314,7 +231,7 @@ class RLTrainer:
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
-        return {"step": self.step, "data_position": self.sampler.position, "skipped_total": self.skipped_total,
+        return {"step": self.step, **self.source.state(), "skipped_total": self.skipped_total,
                 "bad_in_a_row": self.bad_in_a_row}
 
     def save(self) -> None:
@@ -341,7 +258,7 @@ class RLTrainer:
         state = ckpt.load_training_state(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                          parallel=self.parallel)
         self.step = int(state["step"])
-        self.sampler.position = int(state["data_position"])
+        self.source.load_state(state)
         self.skipped_total = int(state.get("skipped_total", 0))
         self.bad_in_a_row = int(state.get("bad_in_a_row", 0))
         log.info("resumed from %s at step %d", path, self.step)
@@ -364,9 +281,9 @@ class RLTrainer:
                 metrics = self.train_step()
                 self.step += 1
                 if cfg.trainer.eval_every and self.eval_records and self.step % cfg.trainer.eval_every == 0:
-                    with self._generation_weights():
+                    with self.source.generation_weights(self.model):
                         evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval",
-                                              backend=self.backend)
+                                              backend=self.source.backend)
                     metrics["eval/accuracy"] = float(evaluation["accuracy"])
                 if logger is not None:
                     logger.log(self.step, metrics)

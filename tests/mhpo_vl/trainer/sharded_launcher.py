@@ -50,14 +50,15 @@ def make_trainer(cfg: Any) -> Any:
                 self.loss_fn = poisoned
 
         def _generate(self, n_prompts: int) -> Any:
-            indices = self.sampler.take(n_prompts)
-            position = self.sampler.position
+            source = self.source
+            indices = source.sampler.take(n_prompts)
+            position = source.sampler.position
             parts = []
             for index in indices:
-                record = self.dataset[index]
+                record = source.dataset[index]
                 torch.manual_seed(1_000_003 * position + index)
                 with self.accelerator.autocast(), self.parallel.gathered(self.model):
-                    parts.append(self.backend.generate(self.unwrapped, self.collator([record]), self._sampling()))
+                    parts.append(source.backend.generate(self.unwrapped, source.collator([record]), source.sampling()))
             if self.out is not None:
                 with open(self.out / f"prompts_rank{self.parallel.rank}.jsonl", "a") as f:
                     f.write(json.dumps({"step": self.step + 1, "indices": indices}) + "\n")

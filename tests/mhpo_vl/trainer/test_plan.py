@@ -235,7 +235,7 @@ def measured_trainer(tmp_path_factory):
 
 def _measure_step(trainer) -> tuple[float, int]:
     lengths: list[int] = []
-    collate = trainer.collator
+    collate = trainer.source.collator
 
     class Spy:
         def __call__(self, records):
@@ -246,12 +246,12 @@ def _measure_step(trainer) -> tuple[float, int]:
     model = trainer.model
     roots = [*model.parameters(), *model.buffers(), *(p.grad for p in model.parameters() if p.grad is not None),
              *(v for s in trainer.optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor))]
-    trainer.collator = Spy()
+    trainer.source.collator = Spy()
     try:
         with LiveTensorBytes(roots) as mode:
             metrics = trainer.train_step()
     finally:
-        trainer.collator = collate
+        trainer.source.collator = collate
     assert metrics["response_length/max"] >= 20  # sequences near the length the estimate assumes
     return mode.peak, lengths[0]
 
