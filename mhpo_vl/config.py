@@ -99,6 +99,9 @@ class VLLMConfig:
     enable_sleep_mode: bool = True           # GPU: free the engine's memory while training (sleep level 1)
     enforce_eager: bool = False              # GPU: true skips CUDA graphs (always eager on CPU)
     cpu_kvcache_space_gb: float = 1.0        # CPU: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
+    # The engine's weight dtype; auto = model.dtype (the trainer's). bfloat16 samples from a bf16 copy of
+    # float32 master weights (synced weights are cast); rollout.* mismatch metrics and algo.rollout_is cover it.
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
 
     def validate(self, path: str) -> None:
         _check(0 < self.gpu_memory_utilization <= 1, f"{path}.gpu_memory_utilization", "must be in (0, 1]")
@@ -378,6 +381,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_YAML_BOOL_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     """Convert ``value`` (from YAML or a CLI string parsed as YAML) to the annotated type ``tp``."""
     origin = get_origin(tp)
@@ -394,6 +400,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(errors[0])
     if origin is Literal:
         allowed = get_args(tp)
+        if isinstance(value, bool) and value not in allowed:  # YAML 1.1 reads a bare no/off/yes/on as a bool
+            value = next((a for a in allowed if isinstance(a, str) and a in _YAML_BOOL_WORDS[value]), value)
         if value not in allowed:
             raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, allowed))}"
                               + _suggest(str(value), [str(a) for a in allowed]))

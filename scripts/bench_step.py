@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="unmeasured rounds first (default: 1)")
     parser.add_argument("--prompts", type=int, help="prompts per step (default: per size, 16 / 2)")
     parser.add_argument("--micro-batch", type=int, help="mhpo-vl's micro-batch rows (default: per size, 32 / 8)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="training forward/backward of every trainer: fp32, or bf16 autocast over float32 weights "
+                             "(TRL's bf16=True, mhpo-vl's trainer.mixed_precision=bf16); generation stays float32")
+    parser.add_argument("--engine-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
+                        help="weights of mhpo-vl's vLLM engine (rollout.vllm.dtype; auto = the model's float32)")
     parser.add_argument("--no-vllm", metavar="REASON", help="skip the vLLM trainer and print REASON")
     parser.add_argument("--no-trl-vllm", action="store_true",
                         help="do not try TRL's colocated vLLM mode as a TRL configuration for R3")
@@ -141,27 +146,29 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
                                                  ("micro", args.micro_batch)) if v})
     model_dir, data_dir, params = prepare(workdir / size, size, args.recipe)
     cfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"], group=plan["group"],
-                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"])
+                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"], precision=args.precision)
+    bf16 = args.precision == "bf16"
     rounds = plan["warmup"] + plan["steps"]
     print(f"\n== size={size}: qwen2_vl, {params / 1e6:.1f}M parameters, {plan['prompts']} prompts x G={plan['group']}, "
           f"up to {args.max_new_tokens} new tokens, {plan['warmup']} warm-up + {plan['steps']} measured rounds",
           flush=True)
     contenders: dict[str, Any] = {}
     for name, ckpt in (("trl", True), ("trl_nockpt", False)):
-        contenders[name] = TrlRunner(trl_args(cfg, workdir / size / name, rounds, gradient_checkpointing=ckpt), cfg)
+        contenders[name] = TrlRunner(trl_args(cfg, workdir / size / name, rounds, gradient_checkpointing=ckpt,
+                                                    bf16=bf16), cfg)
     trl_vllm_reason = "not tried (--no-trl-vllm)" if args.no_trl_vllm else vllm_reason
     if trl_vllm_reason is None:
         try:
             let_trl_vllm_skip_video()
             contenders["trl_vllm"] = TrlRunner(trl_args(cfg, workdir / size / "trl_vllm", rounds,
-                                                        gradient_checkpointing=False, use_vllm=True), cfg)
+                                                        gradient_checkpointing=False, use_vllm=True, bf16=bf16), cfg)
         except Exception as exc:  # the peer's own failure: report it and compare with what runs
             trl_vllm_reason = _short(exc)
     contenders["mhpo_hf"] = RLTrainer(cfg)
     if vllm_reason is None:
         vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"],
                            group=plan["group"], max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"],
-                           backend="vllm")
+                           backend="vllm", precision=args.precision, engine_dtype=args.engine_dtype)
         contenders["mhpo_vllm"] = RLTrainer(vcfg)
     meter = RssMeter()
     steps: dict[str, list[dict[str, float]]] = {k: [] for k in contenders}
@@ -200,7 +207,8 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     if "mhpo_vllm" in pair:
         ratios["ratio_vllm_vs_trl"] = [a / b for a, b in zip(pair[fastest_trl], pair["mhpo_vllm"])]
     return {"size": size, "model": f"qwen2_vl ({size})", "parameters": params, "prompts_per_step": plan["prompts"],
-            "group_size": plan["group"], "max_new_tokens": args.max_new_tokens, "warmup_rounds": plan["warmup"],
+            "group_size": plan["group"], "max_new_tokens": args.max_new_tokens, "precision": args.precision,
+            "vllm_engine_dtype": args.engine_dtype, "warmup_rounds": plan["warmup"],
             "measured_rounds": plan["steps"], "fastest_trl": fastest_trl, "sides": sides,
             "pair_ratios": ratios, "ratios": {k: median(v) for k, v in ratios.items()},
             "vllm_skipped": vllm_reason, "trl_vllm_skipped": trl_vllm_reason}

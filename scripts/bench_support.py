@@ -53,9 +53,12 @@ def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512) -> tuple[P
 
 
 def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, prompts: int, group: int,
-                max_new_tokens: int, micro_batch: int = 0, backend: str = "hf") -> Any:
+                max_new_tokens: int, micro_batch: int = 0, backend: str = "hf", precision: str = "fp32",
+                engine_dtype: str = "auto") -> Any:
     """The recipe with the bench's model, data, batch, micro-batch and budget; seq-mean-token-mean, no KL,
-    no eval."""
+    no eval. ``precision`` bf16: the training forward/backward under bf16 autocast (float32 weights, as TRL's
+    ``bf16=True``); generation stays in the weights' float32 either way (as TRL's ``generate``), except a vLLM
+    engine given ``engine_dtype``."""
     from mhpo_vl.config import load_config
 
     return load_config(recipe, [
@@ -65,6 +68,7 @@ def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, 
         "logging.progress_bar=false", "logging.plots=false", f"rollout.prompts_per_step={prompts}",
         f"rollout.group_size={group}", f"rollout.max_new_tokens={max_new_tokens}", f"rollout.backend={backend}",
         "rollout.mixed_precision=false", f"trainer.micro_batch_size={micro_batch}",
+        f"trainer.mixed_precision={'bf16' if precision == 'bf16' else 'no'}", f"rollout.vllm.dtype={engine_dtype}",
     ])
 
 
@@ -106,10 +110,12 @@ def trl_reward(cfg: Any):
     return reward
 
 
-def trl_args(cfg: Any, out: Path, steps: int, *, gradient_checkpointing: bool, use_vllm: bool = False) -> Any:
+def trl_args(cfg: Any, out: Path, steps: int, *, gradient_checkpointing: bool, use_vllm: bool = False,
+             bf16: bool = False) -> Any:
     """GRPOConfig matching the mhpo-vl config: batch, G, budget, sampling, lr, clip, no KL, one step per batch,
     seq-mean-token-mean (loss_type="grpo"), group std scaling; TRL's defaults otherwise. ``use_vllm``: TRL's
-    colocated vLLM engine for generation (``vllm_mode="colocate"``)."""
+    colocated vLLM engine for generation (``vllm_mode="colocate"``); ``bf16``: TRL's own default (autocast of
+    the training forward), off unless the bench compares in bf16."""
     from trl import GRPOConfig
 
     r, t = cfg.rollout, cfg.trainer
@@ -119,7 +125,7 @@ def trl_args(cfg: Any, out: Path, steps: int, *, gradient_checkpointing: bool, u
         gradient_accumulation_steps=1, num_generations=r.group_size, max_completion_length=r.max_new_tokens,
         temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, learning_rate=t.lr, lr_scheduler_type="constant",
         max_grad_norm=t.grad_clip, beta=0.0, num_iterations=1, loss_type="grpo", scale_rewards="group",
-        max_steps=steps, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, bf16=False,
+        max_steps=steps, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, bf16=bf16,
         fp16=False, seed=t.seed, dataloader_num_workers=0, disable_tqdm=True, log_completions=False,
         gradient_checkpointing=gradient_checkpointing,
     )

@@ -21,5 +21,10 @@ def make_rollout_backend(cfg: Config, processor: Any, *, seed: int = 0) -> Any:
     options = cfg.rollout.vllm
     max_len = options.max_model_len or cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
     return VLLMRolloutBackend(cfg.model.name_or_path, processor, options, max_model_len=max_len, seed=seed,
-                              dtype=cfg.model.dtype, min_pixels=cfg.model.min_pixels,
+                              dtype=engine_dtype(cfg), min_pixels=cfg.model.min_pixels,
                               max_pixels=cfg.model.max_pixels, trust_remote_code=cfg.model.trust_remote_code)
+
+
+def engine_dtype(cfg: Config) -> str:
+    """The vLLM engine's weight dtype: ``rollout.vllm.dtype``, or the trainer's ``model.dtype`` when auto."""
+    return cfg.model.dtype if cfg.rollout.vllm.dtype == "auto" else cfg.rollout.vllm.dtype

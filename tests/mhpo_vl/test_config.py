@@ -26,6 +26,16 @@ def test_yaml_and_dotted_overrides_convert_types(tmp_path: Path):
     assert cfg.reward.components == {"accuracy": 1.0}
 
 
+def test_yaml_bool_words_reach_string_choices(tmp_path: Path):
+    """YAML 1.1 reads a bare `no` as False: a choice named "no" still gets it, from a file and the CLI."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("trainer: {mixed_precision: no}\n")
+    assert load_config(recipe).trainer.mixed_precision == "no"
+    assert config_from_dict({}, ["trainer.mixed_precision=no"]).trainer.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="trainer.mixed_precision: True is not one of"):
+        config_from_dict({}, ["trainer.mixed_precision=yes"])  # no choice is a yes-word: still an error
+
+
 @pytest.mark.parametrize(
     ("override", "needle"),
     [

@@ -144,3 +144,45 @@ def test_weight_sync_after_three_steps_keeps_engine_equal_to_trainer(variant, vl
     if variant == "lora":
         names = {n for n, _ in engine_weights(model.state_dict().items(), model)}
         assert names and not any("visual" in n or "lora_" in n or "base_layer" in n for n in names)
+
+
+def _engine_dtype(worker) -> str:
+    runner = worker.model_runner
+    model = runner.get_model() if hasattr(runner, "get_model") else runner.model
+    return str(next(model.parameters()).dtype)
+
+
+def test_bfloat16_engine_follows_float32_trainer(tiny_model_dir):
+    """rollout.vllm.dtype=bfloat16: the engine samples from a bf16 copy of float32 weights and every sync
+    casts the new weights in; its log-probs then differ from the trainer's by bf16 rounding only."""
+    from mhpo_vl.rollout.vllm import VLLMRolloutBackend
+
+    path = tiny_model_dir("qwen2")
+    processor = load_processor(_model_cfg(path))
+    engine = VLLMRolloutBackend(str(path), processor, VLLMConfig(), max_model_len=128, seed=0, dtype="bfloat16")
+    assert engine.llm.collective_rpc(_engine_dtype) == ["torch.bfloat16"]
+    torch.manual_seed(0)
+    model = load_policy(_model_cfg(path))
+    batch = PromptCollator(processor, template="plain")(text_records())
+    params = SamplingParams(num_samples=2, temperature=1.0, max_new_tokens=6, return_logprobs=True)
+    fixed = engine.generate(model, batch, params)
+    first = max_masked_diff(trainer_view(model.eval(), fixed, processor, temperature=1.0), fixed.logprobs,
+                            fixed.response_mask)
+    assert 1e-5 < first < 0.1, "bf16 rounding, not float32 equality and not a different model"
+    before = trainer_view(model, fixed, processor, temperature=1.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(3):
+        logp, _ = token_logprobs(model, build_sequence_inputs(fixed, model, None), fixed.response_ids, 1.0)
+        loss = -(logp * fixed.response_mask).sum() / fixed.response_mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        engine.sync_weights(engine_weights(model.state_dict().items(), model))
+    model.eval()
+    after = trainer_view(model, fixed, processor, temperature=1.0)
+    moved = max_masked_diff(before, after, fixed.response_mask)
+    assert moved > 0.1, "the update must be large enough to notice"
+    fresh = engine.generate(model, batch, params)
+    view = trainer_view(model, fresh, processor, temperature=1.0)
+    assert max_masked_diff(view, fresh.logprobs, fresh.response_mask) < min(0.1, moved / 2)
