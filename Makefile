@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.mhpo-setup-stamp
 
-.PHONY: setup setup-vllm test test-vllm test-slow test-repeat lint demo demo-real tiny-assets bench bench-loss bench-rewards compare clean
+.PHONY: setup setup-vllm test test-vllm test-slow test-repeat lint demo demo-real tiny-assets bench bench-decoders bench-loss bench-rewards compare clean
 
 setup: $(STAMP)
 
@@ -92,6 +92,12 @@ bench: setup
 # Forward+backward time of every policy loss at B=64, T=2048 (float32, CPU).
 bench-loss: setup
 	$(PY) scripts/bench_loss.py
+
+# The HF backend's fast decoder against transformers' generate (dynamic / static cache, compiled) and continuous
+# batching, on make bench's data; DECODER_ARGS passes options (e.g. DECODER_ARGS="--size larger").
+DECODER_ARGS ?=
+bench-decoders: setup
+	$(PY) scripts/bench_decoders.py $(DECODER_ARGS)
 
 # Verifier throughput and worst-case latency on adversarial inputs (the ~1 s per-call bound).
 bench-rewards: setup

@@ -72,7 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # mhpo-vl trains in micro-batches of `micro` rows (gradients accumulated, one optimizer step per batch);
 # TRL keeps its default (the whole batch in one forward).
 SIZES = {"tiny": {"prompts": 16, "group": 8, "micro": 32, "warmup": 1, "steps": 5},
-         "larger": {"prompts": 2, "group": 8, "micro": 8, "warmup": 1, "steps": 2}}
+         "larger": {"prompts": 2, "group": 8, "micro": 8, "warmup": 1, "steps": 4}}
 BARS = {"tiny": 1.5, "larger": 1.3}  # issue 15: ratio_vs_trl per size; nockpt > 1.0; vllm >= 2.0 for one size
 
 
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="tiny,larger", help="comma-separated model sizes (tiny, larger)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="response budget (default 128)")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads for every trainer (default 1)")
-    parser.add_argument("--steps", type=int, help="measured rounds per size (default: per size, 5 / 2)")
+    parser.add_argument("--steps", type=int, help="measured rounds per size (default: per size, 5 / 4)")
     parser.add_argument("--warmup", type=int, help="unmeasured rounds first (default: 1)")
     parser.add_argument("--prompts", type=int, help="prompts per step (default: per size, 16 / 2)")
     parser.add_argument("--micro-batch", type=int, help="mhpo-vl's micro-batch rows (default: per size, 32 / 8)")

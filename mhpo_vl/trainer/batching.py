@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mhpo_vl.errors import UserError
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.rollout.vision import image_order, images_per_prompt, patch_rows
 
@@ -37,6 +38,14 @@ class PromptSampler:
             out.append(self._order(pos // self.n)[pos % self.n])
         self.position += count
         return out[self.rank::self.world]
+
+
+def require_even_split(count: int, world: int, key: str) -> None:
+    """A batch of ``count`` prompts (config ``key``) must split evenly over ``world`` processes: every rank
+    takes the same, non-empty share (:meth:`PromptSampler.take`), so all ranks make the same forward calls."""
+    if count % world:
+        raise UserError(f"{key} ({count}) must be a multiple of the number of processes ({world}): every rank "
+                        "takes the same share")
 
 
 def select_groups(rollout: Rollout, groups: list[int], vision_start_id: int | None) -> Rollout:

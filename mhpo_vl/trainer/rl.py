@@ -29,6 +29,7 @@ from mhpo_vl.rollout.mismatch import SamplerView
 from mhpo_vl.rollout.shared_prefix import build_update_inputs, shared_prefix_supported
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.trainer import checkpoint as ckpt
+from mhpo_vl.trainer.batching import require_even_split
 from mhpo_vl.trainer.collect import Collected, Collector
 from mhpo_vl.trainer.dry_run import dry_run_config
 from mhpo_vl.trainer.metrics import (
@@ -85,9 +86,7 @@ class RLTrainer:
         self.cfg = cfg
         self.accelerator = make_accelerator(cfg.trainer.mixed_precision)
         self.parallel = Parallel.from_config(cfg.trainer, self.accelerator)
-        if cfg.rollout.prompts_per_step % self.parallel.world:
-            raise UserError(f"rollout.prompts_per_step ({cfg.rollout.prompts_per_step}) must be a multiple of the "
-                            f"number of processes ({self.parallel.world}): every rank takes the same share")
+        require_even_split(cfg.rollout.prompts_per_step, self.parallel.world, "rollout.prompts_per_step")
         seed_everything(cfg.trainer.seed + self.accelerator.process_index)
         self.run_dir = ensure_dir(cfg.trainer.output_dir)
         self.loss_fn, self.hparams, self.agg = resolve_loss(cfg)

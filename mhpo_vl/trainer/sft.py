@@ -14,7 +14,7 @@ from mhpo_vl.config import Config, save_config
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.models import load_policy, load_processor
 from mhpo_vl.models.processor import save_processor
-from mhpo_vl.trainer.batching import PromptSampler
+from mhpo_vl.trainer.batching import PromptSampler, require_even_split
 from mhpo_vl.trainer.metrics import MetricsLogger
 from mhpo_vl.trainer.setup import (
     ensure_dir,
@@ -40,6 +40,7 @@ def _sft(cfg: Config) -> dict[str, Any]:
     s = cfg.sft
     accelerator = make_accelerator(cfg.trainer.mixed_precision)
     main = accelerator.is_main_process  # the only rank that writes files
+    require_even_split(s.batch_size, accelerator.num_processes, "sft.batch_size")
     seed_everything(cfg.trainer.seed)
     out = ensure_dir(s.output_dir)
     if main:

@@ -1,7 +1,9 @@
+import pytest
 import torch
 
+from mhpo_vl.errors import UserError
 from mhpo_vl.rollout.types import Rollout
-from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, select_groups
+from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, require_even_split, select_groups
 
 
 def test_sampler_is_seeded_epoch_wise_and_resumable():
@@ -31,6 +33,13 @@ def _rollout(prompt_len: int, resp_len: int, groups: int, g: int = 2, start: int
         texts=[f"t{start}-{i}" for i in range(n)], group_size=g, truncated=torch.zeros(n, dtype=torch.bool),
         logprobs=torch.zeros(n, resp_len), records=[{"id": f"{start}-{p}"} for p in range(groups)],
     )
+
+
+def test_require_even_split_names_the_key():
+    require_even_split(8, 2, "rollout.prompts_per_step")
+    require_even_split(3, 1, "sft.batch_size")
+    with pytest.raises(UserError, match=r"sft.batch_size \(1\) must be a multiple of the number of processes \(2\)"):
+        require_even_split(1, 2, "sft.batch_size")
 
 
 def test_select_groups_and_concat_pad_correctly():

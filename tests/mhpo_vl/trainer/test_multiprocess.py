@@ -34,14 +34,15 @@ def easy_vqa(tmp_path_factory) -> Path:
     return data
 
 
-def launch_two(command: str, *args: str) -> subprocess.CompletedProcess:
-    """`accelerate launch` 2 CPU ranks of `python -m mhpo_vl COMMAND RECIPE ARGS...`; asserts a clean end."""
+def launch_two(command: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    """`accelerate launch` 2 CPU ranks of `python -m mhpo_vl COMMAND RECIPE ARGS...`; asserts a clean end
+    (``ok=False``: a failed one)."""
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "-m", "mhpo_vl", command, str(RECIPE), *args]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
     assert "terminate called" not in proc.stderr, proc.stderr[-3000:]
     return proc
 
@@ -73,3 +74,11 @@ def test_two_process_sft(tiny_model_dir, easy_vqa, tmp_path):
     assert math.isclose(lines[0]["lr"], 5e-4, rel_tol=1e-6) and lines[1]["lr"] == 0.0
     assert json.loads((out / "summary.json").read_text())["final_loss"] == lines[1]["loss"]
     assert proc.stdout.count("sft: 2 steps") == 1
+
+
+def test_two_process_sft_rejects_a_batch_that_does_not_split(tiny_model_dir, easy_vqa, tmp_path):
+    """3 examples over 2 ranks would give the ranks different (or, for 1, empty) batches: a clear error."""
+    proc = launch_two("sft", f"model.name_or_path={tiny_model_dir('qwen2_5_vl')}", f"data.train_dir={easy_vqa}",
+                      f"sft.output_dir={tmp_path / 'sft'}", "sft.max_steps=1", "sft.batch_size=3", ok=False)
+    assert "sft.batch_size (3) must be a multiple of the number of processes (2)" in proc.stderr
+    assert not (tmp_path / "sft" / "metrics.jsonl").exists()
