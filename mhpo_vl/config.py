@@ -97,7 +97,10 @@ class VLLMConfig:
     max_num_seqs: int = 256                  # sequences decoded together
     max_images_per_prompt: int = 4           # vLLM's limit_mm_per_prompt for images (video is off)
     enable_sleep_mode: bool = True           # GPU: free the engine's memory while training (sleep level 1)
-    enforce_eager: bool = False              # GPU: true skips CUDA graphs (always eager on CPU)
+    enforce_eager: bool = False              # GPU: true skips CUDA graphs
+    # CPU: the engine's model under torch.compile (inductor) instead of eager; faster decoding for models
+    # of tens of millions of parameters and up, ~1 min more start-up (see README "vLLM rollouts")
+    cpu_compile: bool = False
     cpu_kvcache_space_gb: float = 1.0        # CPU: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
     # The engine's weight dtype; auto = model.dtype (the trainer's). bfloat16 samples from a bf16 copy of
     # float32 master weights (synced weights are cast); rollout.* mismatch metrics and algo.rollout_is cover it.

@@ -106,7 +106,7 @@ class VLLMRolloutBackend:
         kwargs: dict[str, Any] = {
             "model": model_path, "dtype": dtype, "seed": seed, "max_model_len": max_model_len,
             "max_num_seqs": options.max_num_seqs, "trust_remote_code": trust_remote_code,
-            "enforce_eager": options.enforce_eager or not self.on_gpu,
+            "enforce_eager": options.enforce_eager if self.on_gpu else not options.cpu_compile,
             # Sampled tokens' log-probs after temperature, masks and top-k/top-p (what was sampled from).
             "logprobs_mode": "processed_logprobs",
             # The checkpoint's generation_config (e.g. repetition_penalty) stays out of RL, as in hf.py.

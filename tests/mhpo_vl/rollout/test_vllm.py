@@ -152,24 +152,16 @@ def _engine_dtype(worker) -> str:
     return str(next(model.parameters()).dtype)
 
 
-def test_bfloat16_engine_follows_float32_trainer(tiny_model_dir):
-    """rollout.vllm.dtype=bfloat16: the engine samples from a bf16 copy of float32 weights and every sync
-    casts the new weights in; its log-probs then differ from the trainer's by bf16 rounding only."""
-    from mhpo_vl.rollout.vllm import VLLMRolloutBackend
-
-    path = tiny_model_dir("qwen2")
-    processor = load_processor(_model_cfg(path))
-    engine = VLLMRolloutBackend(str(path), processor, VLLMConfig(), max_model_len=128, seed=0, dtype="bfloat16")
-    assert engine.llm.collective_rpc(_engine_dtype) == ["torch.bfloat16"]
+def _train_three_steps_and_resample(engine, path, processor) -> tuple[float, float, float]:
+    """A float32 text model, 3 AdamW steps at lr 1e-2 with a sync after each: (engine-trainer log-prob gap
+    before training, how far training moved the trainer's log-probs, the gap on fresh samples after)."""
     torch.manual_seed(0)
-    model = load_policy(_model_cfg(path))
+    model = load_policy(_model_cfg(path)).eval()
     batch = PromptCollator(processor, template="plain")(text_records())
     params = SamplingParams(num_samples=2, temperature=1.0, max_new_tokens=6, return_logprobs=True)
     fixed = engine.generate(model, batch, params)
-    first = max_masked_diff(trainer_view(model.eval(), fixed, processor, temperature=1.0), fixed.logprobs,
-                            fixed.response_mask)
-    assert 1e-5 < first < 0.1, "bf16 rounding, not float32 equality and not a different model"
     before = trainer_view(model, fixed, processor, temperature=1.0)
+    first = max_masked_diff(before, fixed.logprobs, fixed.response_mask)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(3):
@@ -180,9 +172,38 @@ def test_bfloat16_engine_follows_float32_trainer(tiny_model_dir):
         optimizer.step()
         engine.sync_weights(engine_weights(model.state_dict().items(), model))
     model.eval()
-    after = trainer_view(model, fixed, processor, temperature=1.0)
-    moved = max_masked_diff(before, after, fixed.response_mask)
-    assert moved > 0.1, "the update must be large enough to notice"
+    moved = max_masked_diff(before, trainer_view(model, fixed, processor, temperature=1.0), fixed.response_mask)
     fresh = engine.generate(model, batch, params)
-    view = trainer_view(model, fresh, processor, temperature=1.0)
-    assert max_masked_diff(view, fresh.logprobs, fresh.response_mask) < min(0.1, moved / 2)
+    last = max_masked_diff(trainer_view(model, fresh, processor, temperature=1.0), fresh.logprobs,
+                           fresh.response_mask)
+    return first, moved, last
+
+
+def test_bfloat16_engine_follows_float32_trainer(tiny_model_dir):
+    """rollout.vllm.dtype=bfloat16: the engine samples from a bf16 copy of float32 weights and every sync
+    casts the new weights in; its log-probs then differ from the trainer's by bf16 rounding only."""
+    from mhpo_vl.rollout.vllm import VLLMRolloutBackend
+
+    path = tiny_model_dir("qwen2")
+    processor = load_processor(_model_cfg(path))
+    engine = VLLMRolloutBackend(str(path), processor, VLLMConfig(), max_model_len=128, seed=0, dtype="bfloat16")
+    assert engine.llm.collective_rpc(_engine_dtype) == ["torch.bfloat16"]
+    first, moved, last = _train_three_steps_and_resample(engine, path, processor)
+    assert 1e-5 < first < 0.1, "bf16 rounding, not float32 equality and not a different model"
+    assert moved > 0.1, "the update must be large enough to notice"
+    assert last < min(0.1, moved / 2)
+
+
+def test_cpu_compiled_engine_follows_the_trainer(tiny_model_dir):
+    """rollout.vllm.cpu_compile: the engine's model runs compiled, and weight syncs still reach it (a graph
+    holding the start-up weights would sample from the old model)."""
+    from mhpo_vl.rollout.vllm import VLLMRolloutBackend
+
+    path = tiny_model_dir("qwen2")
+    processor = load_processor(_model_cfg(path))
+    engine = VLLMRolloutBackend(str(path), processor, VLLMConfig(cpu_compile=True), max_model_len=128, seed=0,
+                                dtype="float32")
+    assert engine.llm.llm_engine.vllm_config.model_config.enforce_eager is False
+    first, moved, last = _train_three_steps_and_resample(engine, path, processor)
+    assert first < 1e-4 and moved > 0.1
+    assert last < 1e-4, f"compiled engine did not follow the synced weights (gap {last:.3g})"
