@@ -92,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(TRL's bf16=True, mhpo-vl's trainer.mixed_precision=bf16); generation stays float32")
     parser.add_argument("--engine-dtype", choices=("auto", "bfloat16", "float32"), default="auto",
                         help="weights of mhpo-vl's vLLM engine (rollout.vllm.dtype; auto = the model's float32)")
+    parser.add_argument("--engine-compile", action="store_true",
+                        help="run mhpo-vl's vLLM engine compiled on CPU (rollout.vllm.cpu_compile; start-up not timed)")
     parser.add_argument("--no-vllm", metavar="REASON", help="skip the vLLM trainer and print REASON")
     parser.add_argument("--no-trl-vllm", action="store_true",
                         help="do not try TRL's colocated vLLM mode as a TRL configuration for R3")
@@ -168,7 +170,8 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     if vllm_reason is None:
         vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"],
                            group=plan["group"], max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"],
-                           backend="vllm", precision=args.precision, engine_dtype=args.engine_dtype)
+                           backend="vllm", precision=args.precision, engine_dtype=args.engine_dtype,
+                           engine_compile=args.engine_compile)
         contenders["mhpo_vllm"] = RLTrainer(vcfg)
     meter = RssMeter()
     steps: dict[str, list[dict[str, float]]] = {k: [] for k in contenders}
@@ -208,7 +211,7 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
         ratios["ratio_vllm_vs_trl"] = [a / b for a, b in zip(pair[fastest_trl], pair["mhpo_vllm"])]
     return {"size": size, "model": f"qwen2_vl ({size})", "parameters": params, "prompts_per_step": plan["prompts"],
             "group_size": plan["group"], "max_new_tokens": args.max_new_tokens, "precision": args.precision,
-            "vllm_engine_dtype": args.engine_dtype, "warmup_rounds": plan["warmup"],
+            "vllm_engine_dtype": args.engine_dtype, "vllm_engine_compile": args.engine_compile, "warmup_rounds": plan["warmup"],
             "measured_rounds": plan["steps"], "fastest_trl": fastest_trl, "sides": sides,
             "pair_ratios": ratios, "ratios": {k: median(v) for k, v in ratios.items()},
             "vllm_skipped": vllm_reason, "trl_vllm_skipped": trl_vllm_reason}

@@ -54,11 +54,11 @@ def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512) -> tuple[P
 
 def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, prompts: int, group: int,
                 max_new_tokens: int, micro_batch: int = 0, backend: str = "hf", precision: str = "fp32",
-                engine_dtype: str = "auto") -> Any:
+                engine_dtype: str = "auto", engine_compile: bool = False) -> Any:
     """The recipe with the bench's model, data, batch, micro-batch and budget; seq-mean-token-mean, no KL,
     no eval. ``precision`` bf16: the training forward/backward under bf16 autocast (float32 weights, as TRL's
     ``bf16=True``); generation stays in the weights' float32 either way (as TRL's ``generate``), except a vLLM
-    engine given ``engine_dtype``."""
+    engine given ``engine_dtype``; ``engine_compile``: rollout.vllm.cpu_compile."""
     from mhpo_vl.config import load_config
 
     return load_config(recipe, [
@@ -69,6 +69,7 @@ def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, 
         f"rollout.group_size={group}", f"rollout.max_new_tokens={max_new_tokens}", f"rollout.backend={backend}",
         "rollout.mixed_precision=false", f"trainer.micro_batch_size={micro_batch}",
         f"trainer.mixed_precision={'bf16' if precision == 'bf16' else 'no'}", f"rollout.vllm.dtype={engine_dtype}",
+        f"rollout.vllm.cpu_compile={str(engine_compile).lower()}",
     ])
 
 
