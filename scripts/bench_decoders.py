@@ -22,7 +22,6 @@ import functools
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +31,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import ROOT, SIZES  # noqa: E402
-from bench_support import prepare, step_config  # noqa: E402
+from bench_step import SIZES  # noqa: E402
+from bench_support import bench_trainer  # noqa: E402
 
 DECODERS = ("fast", "fast_compile", "generate", "static", "static_compile", "continuous")
 
@@ -98,16 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown decoder(s) {unknown}" if unknown else "--calls must be >= 2")
     import torch
 
-    from mhpo_vl.trainer.rl import RLTrainer
-
     torch.set_num_threads(args.threads)
     plan = SIZES[args.size]
-    workdir = Path(tempfile.mkdtemp(prefix="mhpo-decoders-"))
-    recipe = str(ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
-    model_dir, data_dir, params = prepare(workdir, args.size, recipe)
-    cfg = step_config(recipe, model_dir, data_dir, workdir, prompts=plan["prompts"], group=plan["group"],
-                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"])
-    trainer = RLTrainer(cfg)
+    trainer, params = bench_trainer(args.size, plan, args.max_new_tokens, "mhpo-decoders-")
     trainer.unwrapped.eval()
     batch = trainer.source.collator([trainer.source.dataset[i] for i in range(plan["prompts"])])
     eager_forward = trainer.unwrapped.forward

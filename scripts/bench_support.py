@@ -54,11 +54,11 @@ def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512) -> tuple[P
 
 def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, prompts: int, group: int,
                 max_new_tokens: int, micro_batch: int = 0, backend: str = "hf", precision: str = "fp32",
-                engine_dtype: str = "auto", engine_compile: bool = False) -> Any:
+                engine_dtype: str = "auto", engine_compile: bool = False, extra: tuple[str, ...] = ()) -> Any:
     """The recipe with the bench's model, data, batch, micro-batch and budget; seq-mean-token-mean, no KL,
     no eval. ``precision`` bf16: the training forward/backward under bf16 autocast (float32 weights, as TRL's
     ``bf16=True``); generation stays in the weights' float32 either way (as TRL's ``generate``), except a vLLM
-    engine given ``engine_dtype``; ``engine_compile``: rollout.vllm.cpu_compile."""
+    engine given ``engine_dtype``; ``engine_compile``: rollout.vllm.cpu_compile; ``extra``: more overrides."""
     from mhpo_vl.config import load_config
 
     return load_config(recipe, [
@@ -69,8 +69,24 @@ def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, 
         f"rollout.group_size={group}", f"rollout.max_new_tokens={max_new_tokens}", f"rollout.backend={backend}",
         "rollout.mixed_precision=false", f"trainer.micro_batch_size={micro_batch}",
         f"trainer.mixed_precision={'bf16' if precision == 'bf16' else 'no'}", f"rollout.vllm.dtype={engine_dtype}",
-        f"rollout.vllm.cpu_compile={str(engine_compile).lower()}",
+        f"rollout.vllm.cpu_compile={str(engine_compile).lower()}", *extra,
     ])
+
+
+def bench_trainer(size: str, plan: dict[str, int], max_new_tokens: int, prefix: str,
+                  extra: tuple[str, ...] = ()) -> tuple[Any, int]:
+    """An mhpo-vl RLTrainer on the bench's model, data and batch for ``size`` (``plan``: prompts, group,
+    micro; ``extra``: config overrides) in a fresh temp dir, and the model's parameter count."""
+    import tempfile
+
+    from mhpo_vl.trainer.rl import RLTrainer
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu_mhpo.yaml")
+    model_dir, data_dir, params = prepare(workdir, size, recipe)
+    cfg = step_config(recipe, model_dir, data_dir, workdir, prompts=plan["prompts"], group=plan["group"],
+                      max_new_tokens=max_new_tokens, micro_batch=plan["micro"], extra=extra)
+    return RLTrainer(cfg), params
 
 
 # ----------------------------------------------------------------------------- TRL

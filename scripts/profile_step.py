@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import ROOT, SIZES, mhpo_step  # noqa: E402
-from bench_support import PHASES, prepare, step_config  # noqa: E402
+from bench_step import SIZES, mhpo_step  # noqa: E402
+from bench_support import PHASES, bench_trainer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,18 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.profiler import profile, record_function
 
-    from mhpo_vl.trainer.rl import RLTrainer
-
     torch.set_num_threads(args.threads)
-    plan = SIZES[args.size]
-    workdir = Path(tempfile.mkdtemp(prefix="mhpo-profile-"))
-    recipe = str(ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
-    model_dir, data_dir, _ = prepare(workdir, args.size, recipe)
-    cfg = step_config(recipe, model_dir, data_dir, workdir, prompts=plan["prompts"], group=plan["group"],
-                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"])
-    cfg.rollout.hf_decoder = args.hf_decoder
-    cfg.trainer.shared_prefix = args.shared_prefix == "true"
-    trainer = RLTrainer(cfg)
+    trainer, _ = bench_trainer(args.size, SIZES[args.size], args.max_new_tokens, "mhpo-profile-",
+                               (f"rollout.hf_decoder={args.hf_decoder}", f"trainer.shared_prefix={args.shared_prefix}"))
     mhpo_step(trainer)
     steps = []
     with profile() as prof:
