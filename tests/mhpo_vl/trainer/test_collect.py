@@ -102,3 +102,42 @@ def test_accuracy_comes_from_its_own_scorer_when_the_reward_has_none(separate):
     assert accuracy == [1.0, 0.0, 1.0, 1.0]
     assert set(parts) == set(components) and len(rewards) == 4
     assert collector.reward_faults.samples == 4
+
+
+class RankPrompts(Prompts):
+    """A rank's ``generate(n)``: n is the global prompt count, this rank samples its share, n // world."""
+
+    def __init__(self, kinds: list[str], rank: int, world: int) -> None:
+        super().__init__(kinds)
+        self.rank, self.world = rank, world
+
+    def __call__(self, n: int) -> Rollout:
+        out = super().__call__(n // self.world)
+        self.asked[-1] = n
+        for record in out.records:
+            record["id"] = f"r{self.rank}{record['id']}"
+        return out
+
+
+def _collect_on_two_ranks(rank: int, world: int) -> None:
+    from types import SimpleNamespace
+
+    cfg = config_from_dict({"rollout": {"prompts_per_step": 4, "group_size": G},
+                            "algo": {"dynamic_sampling": True, "dynamic_sampling_max_tries": 3}})
+    reward = combine({"accuracy": 1.0})
+    process = SimpleNamespace(num_processes=world, process_index=rank, is_main_process=rank == 0,
+                              device=torch.device("cpu"))  # the rank's place in the real gloo group
+    collector = Collector(cfg, reward, RewardFaults(reward.names), None, Parallel("ddp", process), PAD, None)
+    # rank 0 finds a signal in every group, rank 1 in one: 3 + 1 groups reach the 4 wanted after 2 tries
+    prompts = RankPrompts(["mixed"] if rank == 0 else ["mixed", "right", "right"], rank, world)
+    out = collector.collect(prompts)
+    assert prompts.asked == [4, 2], "every rank asks for the same global counts"
+    assert [r["id"] for r in out.rollout.records] == [f"r{rank}p0"], "both ranks keep min(3, 1) = 1 group"
+    assert len(out.rollout) == G and out.rewards.tolist() == [1.0, 0.0]
+    assert out.timing["dynamic_sampling/dropped_groups"] == (0.0 if rank == 0 else 2.0)
+
+
+def test_dynamic_sampling_keeps_the_same_group_count_on_every_rank():
+    from tests.mhpo_vl.trainer.distributed import run_ranks
+
+    run_ranks(_collect_on_two_ranks, timeout=180)
