@@ -31,6 +31,7 @@ from typing import Any
 
 from mhpo_vl.config import Config
 from mhpo_vl.models.sizes import ModelSpec
+from mhpo_vl.rollout.factory import engine_dtype
 
 GIB = 1024**3
 HEADROOM = 0.05  # fraction of GPU memory left free for fragmentation and workspaces
@@ -223,10 +224,12 @@ def estimate(setup: Setup, spec: ModelSpec) -> Estimate:
         reserve = utilization * setup.gpu_mem_gib * GIB
         add(Item("vllm", "vLLM engine (weights + KV cache)", "persistent", reserve,
                  f"rollout.vllm.gpu_memory_utilization={utilization:g} x {setup.gpu_mem_gib:g} GiB"))
-        need = spec.total_params * 2 + seq * spec.layers * 2 * spec.kv_heads * spec.head_dim * 2
+        engine = engine_dtype(cfg)  # the engine's weights and KV cache dtype (rollout.vllm.dtype)
+        eb = _BYTES[engine]
+        need = spec.total_params * eb + seq * spec.layers * 2 * spec.kv_heads * spec.head_dim * eb
         est.facts["vllm_min_bytes"] = need
         if reserve < need:
-            est.items[-1].note += (f"; TOO SMALL: its bf16 weights and one {seq}-token sequence need "
+            est.items[-1].note += (f"; TOO SMALL: its {engine} weights and one {seq}-token sequence need "
                                    f"{need / GIB:.1f} GiB")
     else:
         kv = rows_local * seq * spec.layers * 2 * spec.kv_heads * spec.head_dim * cb

@@ -103,6 +103,15 @@ def test_vllm_reserve_replaces_the_kv_cache_and_can_be_lowered():
     assert changes[0].startswith("rollout.vllm.gpu_memory_utilization=0.4") and fixed.fits
 
 
+def test_vllm_minimum_follows_the_engine_dtype():
+    """The engine's weights and KV cache take 4 bytes per value in float32 (model.dtype, auto) and 2 in
+    bf16 (rollout.vllm.dtype=bfloat16)."""
+    facts = {dtype: estimate(Setup(_cfg(**{"rollout.backend": "vllm", "rollout.vllm.dtype": dtype}), overhead_gib=0),
+                             SPEC).facts["vllm_min_bytes"] for dtype in ("auto", "float32", "bfloat16")}
+    assert facts["auto"] == facts["float32"] == 2 * facts["bfloat16"]
+    assert facts["bfloat16"] > SPEC.total_params * 2
+
+
 def test_two_gpus_split_the_prompts():
     one = estimate(Setup(_cfg(), gpus=1, overhead_gib=0), SPEC)
     two = estimate(Setup(_cfg(), gpus=2, overhead_gib=0), SPEC)
