@@ -58,6 +58,7 @@ from typing import Any  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_support import (  # noqa: E402
     PHASES,
+    ROOT,
     RssMeter,
     TrlRunner,
     let_trl_vllm_skip_video,
@@ -67,7 +68,6 @@ from bench_support import (  # noqa: E402
     trl_args,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 # Per size: prompts per step x G, warm-up and measured rounds (a larger-model round takes minutes on 2 cores).
 # mhpo-vl trains in micro-batches of `micro` rows (gradients accumulated, one optimizer step per batch);
 # TRL keeps its default (the whole batch in one forward).
@@ -156,8 +156,8 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
           flush=True)
     contenders: dict[str, Any] = {}
     for name, ckpt in (("trl", True), ("trl_nockpt", False)):
-        contenders[name] = TrlRunner(trl_args(cfg, workdir / size / name, rounds, gradient_checkpointing=ckpt,
-                                                    bf16=bf16), cfg)
+        args_ = trl_args(cfg, workdir / size / name, rounds, gradient_checkpointing=ckpt, bf16=bf16)
+        contenders[name] = TrlRunner(args_, cfg)
     trl_vllm_reason = "not tried (--no-trl-vllm)" if args.no_trl_vllm else vllm_reason
     if trl_vllm_reason is None:
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PHASES = ("rollout", "logprob", "forward_backward", "optimizer")
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
 def median(xs: list[float]) -> float:
@@ -82,7 +83,7 @@ def bench_trainer(size: str, plan: dict[str, int], max_new_tokens: int, prefix: 
     from mhpo_vl.trainer.rl import RLTrainer
 
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu_mhpo.yaml")
+    recipe = str(ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
     model_dir, data_dir, params = prepare(workdir, size, recipe)
     cfg = step_config(recipe, model_dir, data_dir, workdir, prompts=plan["prompts"], group=plan["group"],
                       max_new_tokens=max_new_tokens, micro_batch=plan["micro"], extra=extra)

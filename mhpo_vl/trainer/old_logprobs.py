@@ -34,7 +34,8 @@ class InlineCorrection:
     Per micro-batch: :meth:`sink` (rows) goes to the log-prob function and records the trainer's view of
     the sampler's log-probs; :meth:`take` (rows, logp, advantages) records pi_old = logp.detach() and
     returns (old (rows, T), advantages times the importance weights (rows, T)). After the update
-    :attr:`old_logp` is pi_old (N, T) and :meth:`metrics` the rollout/* mismatch metrics.
+    :attr:`old_logp` is pi_old (N, T) and :meth:`weighted` gives the weighted advantages and the
+    rollout/* mismatch metrics.
     """
 
     def __init__(self, sampler_logp: torch.Tensor, mask: torch.Tensor, view: SamplerView, mode: str, cap: float):
