@@ -100,7 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", help="where the models, data and runs go (default: a temp dir)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "bench.json"), help="JSON results file")
     parser.add_argument("--require", action="store_true", help="exit 3 when a ratio misses the issue's bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be >= 1 (the ratios are medians over measured rounds)")
+    return args
 
 
 def vllm_status(args: argparse.Namespace) -> str | None:
@@ -145,7 +148,7 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
 
     plan = dict(SIZES[size])
     plan.update({k: v for k, v in (("steps", args.steps), ("warmup", args.warmup), ("prompts", args.prompts),
-                                                 ("micro", args.micro_batch)) if v})
+                                                 ("micro", args.micro_batch)) if v is not None})
     model_dir, data_dir, params = prepare(workdir / size, size, args.recipe)
     cfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"], group=plan["group"],
                       max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"], precision=args.precision)
