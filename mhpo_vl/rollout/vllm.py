@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 IMAGE_PAD = "<|image_pad|>"
 # vLLM clamps logit biases to +-100: far enough below any real logit to never be sampled.
 _SUPPRESS_BIAS = -100.0
+CPU_TOKENS_PER_STEP = 4096  # vLLM's own CPU default for max_num_batched_tokens (raised to max_model_len)
 
 
 def prepare_environment(cpu_kvcache_space_gb: float) -> None:
@@ -112,6 +113,11 @@ class VLLMRolloutBackend:
             # The checkpoint's generation_config (e.g. repetition_penalty) stays out of RL, as in hf.py.
             "generation_config": "vllm",
         }
+        if not self.on_gpu:
+            # A prompt split over engine steps (chunked prefill) rewinds its seeded generator, which only a
+            # CUDA generator can ("CPU Generator does not use offset"): on CPU each step takes whole prompts.
+            kwargs.update(enable_chunked_prefill=False,
+                          max_num_batched_tokens=max(CPU_TOKENS_PER_STEP, max_model_len))
         if self.on_gpu:
             kwargs.update(gpu_memory_utilization=options.gpu_memory_utilization,
                           tensor_parallel_size=options.tensor_parallel_size,

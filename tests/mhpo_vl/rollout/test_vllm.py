@@ -106,6 +106,30 @@ def test_stop_strings_end_responses_like_hf(vl):
     assert (hf.response_mask.sum(1) < plain.response_mask.sum(1)).any(), "the stop string cut a response"
 
 
+def test_rollout_over_the_engines_token_budget_samples_seeded_on_cpu(text):
+    """Prompts that together need more prefill tokens than one engine step takes (prefix caching shares a
+    prompt among its G samples, so it is the distinct prompts' tokens that count). With chunked prefill vLLM
+    would split a prompt and rewind its seeded generator (CUDA only: on CPU it raised "CPU Generator does
+    not use offset"); the CPU engine schedules whole prompts instead."""
+    path, processor, engine = text
+    model = load_policy(_model_cfg(path)).eval()
+    _load_all(engine, model)
+    budget = engine.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
+    long_prompt = " ".join(["one two three four five six seven eight nine ten"] * 8)
+    records = [{"id": f"long{i}", "prompt": f"{i}: {long_prompt}", "answer": "1"} for i in range(16)]
+    batch = PromptCollator(processor, template="plain")(records)
+    assert int(batch.inputs["attention_mask"].sum()) > budget
+    assert batch.inputs["input_ids"].shape[1] + 8 <= 384  # each prompt fits the engine's max_model_len
+    params = SamplingParams(num_samples=2, temperature=1.0, max_new_tokens=8, return_logprobs=True)
+    torch.manual_seed(3)
+    rollout = engine.generate(model, batch, params)
+    assert len(rollout) == 32 and rollout.response_mask.sum() >= 32
+    view = trainer_view(model, rollout, processor, temperature=1.0)
+    assert max_masked_diff(view, rollout.logprobs, rollout.response_mask) < 1e-4
+    torch.manual_seed(3)
+    assert torch.equal(engine.generate(model, batch, params).response_ids, rollout.response_ids)
+
+
 @pytest.mark.parametrize("variant", ["full", "vision_trainable", "lora"])
 def test_weight_sync_after_three_steps_keeps_engine_equal_to_trainer(variant, vl):
     """Three AdamW steps at lr 1e-2 move log-probs by far more than 0.1; the engine must follow exactly."""
