@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_step import SIZES  # noqa: E402
-from bench_support import bench_trainer  # noqa: E402
+from bench_support import IMAGE_SIDE, bench_trainer  # noqa: E402
 
 DECODERS = ("fast", "fast_compile", "generate", "static", "static_compile", "continuous")
 
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=128, help="response budget (default 128)")
     parser.add_argument("--calls", type=int, default=4, help="calls per decoder; the first is reported apart")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--image-side", type=int, default=IMAGE_SIDE, help=f"image side in pixels (default {IMAGE_SIDE})")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.decoders.split(",") if n.strip()]
     unknown = sorted(set(names) - set(DECODERS))
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     plan = SIZES[args.size]
-    trainer, params = bench_trainer(args.size, plan, args.max_new_tokens, "mhpo-decoders-")
+    trainer, params = bench_trainer(args.size, plan, args.max_new_tokens, "mhpo-decoders-",
+                                    side=args.image_side)
     trainer.unwrapped.eval()
     batch = trainer.source.collator([trainer.source.dataset[i] for i in range(plan["prompts"])])
     eager_forward = trainer.unwrapped.forward

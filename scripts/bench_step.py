@@ -2,7 +2,9 @@
 
 For each model size (``tiny``: the tiny Qwen2-VL, ~0.6M parameters; ``larger``: the same architecture
 at ~25M, `mhpo_vl.models.MODEL_SIZES`) four trainers train their own copy of the SAME model on the SAME
-prepared data (the tiny recipe's easy-vqa task and prompt template), with the same prompts x G, up to
+prepared data (the tiny recipe's easy-vqa task and prompt template, with ``--image-side`` x ``--image-side``
+images kept at that size by both processors: 448 px = 256 image tokens, prompts of ~272 tokens, a moderate
+VLM prompt), with the same prompts x G, up to
 ``--max-new-tokens`` new tokens (a random model rarely samples EOS, so responses run to the limit or
 stop earlier at random), temperature 1, no top-k/top-p, the same reward (mhpo_vl's verifiers), the
 same loss aggregation (seq-mean-token-mean: TRL's loss_type="grpo"), learning rate, grad clip, no KL
@@ -24,7 +26,8 @@ advantages), log-prob (extra no-grad forwards), forward-backward and optimizer (
 sync), response tokens per second, and the peak RSS over its steps (absolute, and the growth over the
 RSS at the start of each step, after returning freed heap to the OS).
 
-    python scripts/bench_step.py [--sizes tiny,larger --max-new-tokens 128 --threads 1 --out runs/bench/bench.json]
+    python scripts/bench_step.py [--sizes tiny,larger --max-new-tokens 128 --image-side 448 --threads 1
+                                  --out runs/bench/bench.json]
 
 Needs the `bench` extra (trl). Exit codes: 0 done, 1 a trainer failed (the reason is printed), 2 TRL
 is not installed, 3 a ratio is under the issue's bar (with --require).
@@ -57,12 +60,14 @@ from typing import Any  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_support import (  # noqa: E402
+    IMAGE_SIDE,
     PHASES,
     ROOT,
     RssMeter,
     TrlRunner,
     let_trl_vllm_skip_video,
     median,
+    pixel_overrides,
     prepare,
     step_config,
     trl_args,
@@ -87,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="unmeasured rounds first (default: 1)")
     parser.add_argument("--prompts", type=int, help="prompts per step (default: per size, 16 / 2)")
     parser.add_argument("--micro-batch", type=int, help="mhpo-vl's micro-batch rows (default: per size, 32 / 8)")
+    parser.add_argument("--image-side", type=int, default=IMAGE_SIDE,
+                        help=f"square image side in pixels, kept as is on both sides (default {IMAGE_SIDE}: "
+                             f"{(IMAGE_SIDE // 28) ** 2} image tokens; 84 gives the tiny recipe's 9)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="training forward/backward of every trainer: fp32, or bf16 autocast over float32 weights "
                              "(TRL's bf16=True, mhpo-vl's trainer.mixed_precision=bf16); generation stays float32")
@@ -149,13 +157,16 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     plan = dict(SIZES[size])
     plan.update({k: v for k, v in (("steps", args.steps), ("warmup", args.warmup), ("prompts", args.prompts),
                                                  ("micro", args.micro_batch)) if v is not None})
-    model_dir, data_dir, params = prepare(workdir / size, size, args.recipe)
+    model_dir, data_dir, params = prepare(workdir / size, size, args.recipe, side=args.image_side)
+    pixels = pixel_overrides(args.image_side)
     cfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"], group=plan["group"],
-                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"], precision=args.precision)
+                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"], precision=args.precision,
+                      extra=pixels)
     bf16 = args.precision == "bf16"
     rounds = plan["warmup"] + plan["steps"]
     print(f"\n== size={size}: qwen2_vl, {params / 1e6:.1f}M parameters, {plan['prompts']} prompts x G={plan['group']}, "
-          f"up to {args.max_new_tokens} new tokens, {plan['warmup']} warm-up + {plan['steps']} measured rounds",
+          f"{args.image_side}x{args.image_side} images, up to {args.max_new_tokens} new tokens, "
+          f"{plan['warmup']} warm-up + {plan['steps']} measured rounds",
           flush=True)
     contenders: dict[str, Any] = {}
     for name, ckpt in (("trl", True), ("trl_nockpt", False)):
@@ -174,7 +185,7 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
         vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"],
                            group=plan["group"], max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"],
                            backend="vllm", precision=args.precision, engine_dtype=args.engine_dtype,
-                           engine_compile=args.engine_compile)
+                           engine_compile=args.engine_compile, extra=pixels)
         contenders["mhpo_vllm"] = RLTrainer(vcfg)
     meter = RssMeter()
     steps: dict[str, list[dict[str, float]]] = {k: [] for k in contenders}
@@ -288,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"setup": {"versions": versions, "threads": args.threads, "recipe": args.recipe,
+                                         "image_side": args.image_side,
                                          "load_average_before": load_before, "load_average_after": load_after},
                                "sizes": results}, indent=2))
     print(f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min); results in {out}\n")

@@ -16,6 +16,9 @@ from typing import Any
 
 PHASES = ("rollout", "logprob", "forward_backward", "optimizer")
 ROOT = Path(__file__).resolve().parents[1]  # the repository
+# Bench images: 448 x 448 pixels = 256 image tokens per prompt on Qwen2-VL (one per 28 x 28 pixels), a
+# moderate VLM prompt (the shipped 7B recipes allow up to 1,280 image tokens, the 3B LoRA recipe 512).
+IMAGE_SIDE = 448
 
 
 def median(xs: list[float]) -> float:
@@ -34,8 +37,9 @@ def image_side(recipe: str) -> int:
     return side if model.min_pixels == model.max_pixels == side * side else 0
 
 
-def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512) -> tuple[Path, Path, int]:
-    """The Qwen2-VL model of ``size`` and the easy-vqa prepared data (both offline); its parameter count."""
+def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512, side: int | None = None) -> tuple[Path, Path, int]:
+    """The Qwen2-VL model of ``size`` and the easy-vqa prepared data (both offline) with ``side`` x ``side``
+    images (default: the recipe's fixed size); its parameter count."""
     from safetensors import safe_open
 
     from mhpo_vl.models import build_model_of_size
@@ -46,11 +50,18 @@ def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512) -> tuple[P
         with safe_open(str(path), "pt") as f:
             params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     data_dir = workdir / "data"
-    side = image_side(recipe)
+    side = image_side(recipe) if side is None else side
     cmd = [sys.executable, "-m", "data_prep", "synthetic", "--task", "easy_vqa", "--n", str(n_data),
            "--image-size", str(side), "--split", "train", "--output", str(data_dir)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return model_dir, data_dir, params
+
+
+def pixel_overrides(side: int) -> tuple[str, ...]:
+    """Config overrides that keep ``side`` x ``side`` images at their size (the processor's pixel limits) and
+    admit their prompts (one image token per 28 x 28 pixels, plus the text)."""
+    return (f"model.min_pixels={side * side}", f"model.max_pixels={side * side}",
+            f"data.max_prompt_tokens={max(128, (side // 28) ** 2 + 128)}")
 
 
 def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, prompts: int, group: int,
@@ -75,18 +86,19 @@ def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, 
 
 
 def bench_trainer(size: str, plan: dict[str, int], max_new_tokens: int, prefix: str,
-                  extra: tuple[str, ...] = ()) -> tuple[Any, int]:
+                  extra: tuple[str, ...] = (), side: int = IMAGE_SIDE) -> tuple[Any, int]:
     """An mhpo-vl RLTrainer on the bench's model, data and batch for ``size`` (``plan``: prompts, group,
-    micro; ``extra``: config overrides) in a fresh temp dir, and the model's parameter count."""
+    micro; ``extra``: config overrides; ``side``: image side in pixels) in a fresh temp dir, and the model's
+    parameter count."""
     import tempfile
 
     from mhpo_vl.trainer.rl import RLTrainer
 
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     recipe = str(ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
-    model_dir, data_dir, params = prepare(workdir, size, recipe)
+    model_dir, data_dir, params = prepare(workdir, size, recipe, side=side)
     cfg = step_config(recipe, model_dir, data_dir, workdir, prompts=plan["prompts"], group=plan["group"],
-                      max_new_tokens=max_new_tokens, micro_batch=plan["micro"], extra=extra)
+                      max_new_tokens=max_new_tokens, micro_batch=plan["micro"], extra=(*pixel_overrides(side), *extra))
     return RLTrainer(cfg), params
 
 

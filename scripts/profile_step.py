@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_step import SIZES, mhpo_step  # noqa: E402
-from bench_support import PHASES, bench_trainer  # noqa: E402
+from bench_support import IMAGE_SIDE, PHASES, bench_trainer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES))
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--image-side", type=int, default=IMAGE_SIDE, help=f"image side in pixels (default {IMAGE_SIDE})")
     parser.add_argument("--hf-decoder", default="fast", choices=["fast", "generate"])
     parser.add_argument("--shared-prefix", default="true", choices=["true", "false"])
     parser.add_argument("--steps", type=int, default=2, help="profiled steps after one warm-up step")
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     trainer, _ = bench_trainer(args.size, SIZES[args.size], args.max_new_tokens, "mhpo-profile-",
-                               (f"rollout.hf_decoder={args.hf_decoder}", f"trainer.shared_prefix={args.shared_prefix}"))
+                               (f"rollout.hf_decoder={args.hf_decoder}", f"trainer.shared_prefix={args.shared_prefix}"),
+                               side=args.image_side)
     mhpo_step(trainer)
     steps = []
     with profile() as prof:
