@@ -157,7 +157,7 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     plan = dict(SIZES[size])
     plan.update({k: v for k, v in (("steps", args.steps), ("warmup", args.warmup), ("prompts", args.prompts),
                                                  ("micro", args.micro_batch)) if v is not None})
-    model_dir, data_dir, params = prepare(workdir / size, size, args.recipe, side=args.image_side)
+    model_dir, data_dir, params = prepare(workdir / size, size, side=args.image_side)
     pixels = pixel_overrides(args.image_side)
     cfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"], group=plan["group"],
                       max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"], precision=args.precision,

@@ -28,18 +28,9 @@ def median(xs: list[float]) -> float:
 # ----------------------------------------------------------------------------- shared setup
 
 
-def image_side(recipe: str) -> int:
-    """The square image side the recipe's fixed pixel count implies (e.g. 7056 -> 84), else 0 (easy-vqa's 64)."""
-    from mhpo_vl.config import load_config
-
-    model = load_config(recipe).model
-    side = math.isqrt(model.max_pixels)
-    return side if model.min_pixels == model.max_pixels == side * side else 0
-
-
-def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512, side: int | None = None) -> tuple[Path, Path, int]:
+def prepare(workdir: Path, size: str, side: int, n_data: int = 512) -> tuple[Path, Path, int]:
     """The Qwen2-VL model of ``size`` and the easy-vqa prepared data (both offline) with ``side`` x ``side``
-    images (default: the recipe's fixed size); its parameter count."""
+    images; its parameter count."""
     from safetensors import safe_open
 
     from mhpo_vl.models import build_model_of_size
@@ -50,7 +41,6 @@ def prepare(workdir: Path, size: str, recipe: str, n_data: int = 512, side: int 
         with safe_open(str(path), "pt") as f:
             params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     data_dir = workdir / "data"
-    side = image_side(recipe) if side is None else side
     cmd = [sys.executable, "-m", "data_prep", "synthetic", "--task", "easy_vqa", "--n", str(n_data),
            "--image-size", str(side), "--split", "train", "--output", str(data_dir)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -96,7 +86,7 @@ def bench_trainer(size: str, plan: dict[str, int], max_new_tokens: int, prefix: 
 
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     recipe = str(ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
-    model_dir, data_dir, params = prepare(workdir, size, recipe, side=side)
+    model_dir, data_dir, params = prepare(workdir, size, side=side)
     cfg = step_config(recipe, model_dir, data_dir, workdir, prompts=plan["prompts"], group=plan["group"],
                       max_new_tokens=max_new_tokens, micro_batch=plan["micro"], extra=(*pixel_overrides(side), *extra))
     return RLTrainer(cfg), params

@@ -27,7 +27,7 @@ def test_bench_images_reach_both_trainers_as_256_image_tokens(bench_support, tmp
 
     side = bench_support.IMAGE_SIDE
     recipe = str(bench_support.ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
-    model_dir, data_dir, params = bench_support.prepare(tmp_path, "tiny", recipe, n_data=4, side=side)
+    model_dir, data_dir, params = bench_support.prepare(tmp_path, "tiny", side=side, n_data=4)
     assert params > 0
     cfg = bench_support.step_config(recipe, model_dir, data_dir, tmp_path, prompts=2, group=2, max_new_tokens=8,
                                     extra=bench_support.pixel_overrides(side))
