@@ -69,6 +69,7 @@ from bench_support import (  # noqa: E402
     median,
     pixel_overrides,
     prepare,
+    restored_distributed_env,
     step_config,
     trl_args,
 )
@@ -176,8 +177,10 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     if trl_vllm_reason is None:
         try:
             let_trl_vllm_skip_video()
-            contenders["trl_vllm"] = TrlRunner(trl_args(cfg, workdir / size / "trl_vllm", rounds,
-                                                        gradient_checkpointing=False, use_vllm=True, bf16=bf16), cfg)
+            with restored_distributed_env():
+                contenders["trl_vllm"] = TrlRunner(trl_args(cfg, workdir / size / "trl_vllm", rounds,
+                                                            gradient_checkpointing=False, use_vllm=True, bf16=bf16),
+                                                   cfg)
         except Exception as exc:  # the peer's own failure: report it and compare with what runs
             trl_vllm_reason = _short(exc)
     contenders["mhpo_hf"] = RLTrainer(cfg)

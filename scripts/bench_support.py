@@ -164,6 +164,28 @@ def let_trl_vllm_skip_video() -> None:
     generation.LLM = llm
 
 
+DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextmanager
+def restored_distributed_env() -> Iterator[None]:
+    """Undo the torch.distributed variables TRL's colocated mode exports (RANK=0, WORLD_SIZE=1, ...): left set,
+    every trainer built after it (the next size's TRL and mhpo-vl trainers alike) believes it is one of
+    several processes and is wrapped in a one-process DistributedDataParallel, which is not the setting
+    being compared."""
+    import os
+
+    before = {k: os.environ.get(k) for k in DISTRIBUTED_ENV}
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class TrlRunner:
     """A GRPOTrainer whose ``train()`` runs in a thread and pauses after every optimizer step.
 

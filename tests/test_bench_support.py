@@ -43,3 +43,19 @@ def test_bench_images_reach_both_trainers_as_256_image_tokens(bench_support, tmp
     rows = bench_support.trl_dataset(cfg)
     trl_inputs = load_processor(cfg.model).image_processor(images=[rows[0]["images"][0]], return_tensors="pt")
     assert trl_inputs["image_grid_thw"].prod(dim=1).tolist() == [tokens * 4]
+
+
+def test_distributed_variables_set_by_a_peer_are_undone(bench_support, monkeypatch):
+    """TRL's colocated mode exports RANK/WORLD_SIZE/...; trainers built after it must not see them (they
+    would be wrapped in a one-process DistributedDataParallel), while values set before are kept."""
+    import os
+
+    monkeypatch.setenv("MASTER_PORT", "29999")
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(RuntimeError), bench_support.restored_distributed_env():
+        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "localhost",
+                           "MASTER_PORT": "12345"})
+        raise RuntimeError("the peer failed after exporting its variables")
+    assert [os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR")] == [None] * 4
+    assert os.environ["MASTER_PORT"] == "29999"
