@@ -67,7 +67,6 @@ from bench_support import (  # noqa: E402
     TrlRunner,
     let_trl_vllm_skip_video,
     median,
-    pixel_overrides,
     prepare,
     restored_distributed_env,
     step_config,
@@ -159,10 +158,9 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
     plan.update({k: v for k, v in (("steps", args.steps), ("warmup", args.warmup), ("prompts", args.prompts),
                                                  ("micro", args.micro_batch)) if v is not None})
     model_dir, data_dir, params = prepare(workdir / size, size, side=args.image_side)
-    pixels = pixel_overrides(args.image_side)
-    cfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"], group=plan["group"],
-                      max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"], precision=args.precision,
-                      extra=pixels)
+    cfg = step_config(args.recipe, model_dir, data_dir, workdir / size, side=args.image_side, prompts=plan["prompts"],
+                      group=plan["group"], max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"],
+                      precision=args.precision)
     bf16 = args.precision == "bf16"
     rounds = plan["warmup"] + plan["steps"]
     print(f"\n== size={size}: qwen2_vl, {params / 1e6:.1f}M parameters, {plan['prompts']} prompts x G={plan['group']}, "
@@ -185,10 +183,10 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
             trl_vllm_reason = _short(exc)
     contenders["mhpo_hf"] = RLTrainer(cfg)
     if vllm_reason is None:
-        vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, prompts=plan["prompts"],
+        vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, side=args.image_side, prompts=plan["prompts"],
                            group=plan["group"], max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"],
                            backend="vllm", precision=args.precision, engine_dtype=args.engine_dtype,
-                           engine_compile=args.engine_compile, extra=pixels)
+                           engine_compile=args.engine_compile)
         contenders["mhpo_vllm"] = RLTrainer(vcfg)
     meter = RssMeter()
     steps: dict[str, list[dict[str, float]]] = {k: [] for k in contenders}

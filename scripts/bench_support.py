@@ -54,11 +54,11 @@ def pixel_overrides(side: int) -> tuple[str, ...]:
             f"data.max_prompt_tokens={max(128, (side // 28) ** 2 + 128)}")
 
 
-def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, prompts: int, group: int,
-                max_new_tokens: int, micro_batch: int = 0, backend: str = "hf", precision: str = "fp32",
+def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, side: int, prompts: int,
+                group: int, max_new_tokens: int, micro_batch: int = 0, backend: str = "hf", precision: str = "fp32",
                 engine_dtype: str = "auto", engine_compile: bool = False, extra: tuple[str, ...] = ()) -> Any:
     """The recipe with the bench's model, data, batch, micro-batch and budget; seq-mean-token-mean, no KL,
-    no eval. ``precision`` bf16: the training forward/backward under bf16 autocast (float32 weights, as TRL's
+    no eval; ``side`` x ``side`` images kept at their size (:func:`pixel_overrides`). ``precision`` bf16: the training forward/backward under bf16 autocast (float32 weights, as TRL's
     ``bf16=True``); generation stays in the weights' float32 either way (as TRL's ``generate``), except a vLLM
     engine given ``engine_dtype``; ``engine_compile``: rollout.vllm.cpu_compile; ``extra``: more overrides."""
     from mhpo_vl.config import load_config
@@ -71,7 +71,7 @@ def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, 
         f"rollout.group_size={group}", f"rollout.max_new_tokens={max_new_tokens}", f"rollout.backend={backend}",
         "rollout.mixed_precision=false", f"trainer.micro_batch_size={micro_batch}",
         f"trainer.mixed_precision={'bf16' if precision == 'bf16' else 'no'}", f"rollout.vllm.dtype={engine_dtype}",
-        f"rollout.vllm.cpu_compile={str(engine_compile).lower()}", *extra,
+        f"rollout.vllm.cpu_compile={str(engine_compile).lower()}", *pixel_overrides(side), *extra,
     ])
 
 
@@ -87,8 +87,8 @@ def bench_trainer(size: str, plan: dict[str, int], max_new_tokens: int, prefix: 
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     recipe = str(ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
     model_dir, data_dir, params = prepare(workdir, size, side=side)
-    cfg = step_config(recipe, model_dir, data_dir, workdir, prompts=plan["prompts"], group=plan["group"],
-                      max_new_tokens=max_new_tokens, micro_batch=plan["micro"], extra=(*pixel_overrides(side), *extra))
+    cfg = step_config(recipe, model_dir, data_dir, workdir, side=side, prompts=plan["prompts"], group=plan["group"],
+                      max_new_tokens=max_new_tokens, micro_batch=plan["micro"], extra=extra)
     return RLTrainer(cfg), params
 
 

@@ -29,8 +29,8 @@ def test_bench_images_reach_both_trainers_as_256_image_tokens(bench_support, tmp
     recipe = str(bench_support.ROOT / "recipes" / "tiny_cpu_mhpo.yaml")
     model_dir, data_dir, params = bench_support.prepare(tmp_path, "tiny", side=side, n_data=4)
     assert params > 0
-    cfg = bench_support.step_config(recipe, model_dir, data_dir, tmp_path, prompts=2, group=2, max_new_tokens=8,
-                                    extra=bench_support.pixel_overrides(side))
+    cfg = bench_support.step_config(recipe, model_dir, data_dir, tmp_path, side=side, prompts=2, group=2,
+                                    max_new_tokens=8)
     assert cfg.model.min_pixels == cfg.model.max_pixels == side * side
     records = PromptDataset(cfg.data.train_dir, cfg.data.train_split).records[:2]
     # mhpo-vl's collator (the recipe's own limits would shrink the images to 84 x 84 = 9 tokens)...
