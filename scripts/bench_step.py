@@ -183,10 +183,10 @@ def run_size(size: str, args: argparse.Namespace, workdir: Path, vllm_reason: st
             trl_vllm_reason = _short(exc)
     contenders["mhpo_hf"] = RLTrainer(cfg)
     if vllm_reason is None:
-        vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, side=args.image_side, prompts=plan["prompts"],
-                           group=plan["group"], max_new_tokens=args.max_new_tokens, micro_batch=plan["micro"],
-                           backend="vllm", precision=args.precision, engine_dtype=args.engine_dtype,
-                           engine_compile=args.engine_compile)
+        vcfg = step_config(args.recipe, model_dir, data_dir, workdir / size, side=args.image_side,
+                           prompts=plan["prompts"], group=plan["group"], max_new_tokens=args.max_new_tokens,
+                           micro_batch=plan["micro"], backend="vllm", precision=args.precision,
+                           engine_dtype=args.engine_dtype, engine_compile=args.engine_compile)
         contenders["mhpo_vllm"] = RLTrainer(vcfg)
     meter = RssMeter()
     steps: dict[str, list[dict[str, float]]] = {k: [] for k in contenders}

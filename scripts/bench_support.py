@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -58,9 +59,10 @@ def step_config(recipe: str, model_dir: Path, data_dir: Path, workdir: Path, *, 
                 group: int, max_new_tokens: int, micro_batch: int = 0, backend: str = "hf", precision: str = "fp32",
                 engine_dtype: str = "auto", engine_compile: bool = False, extra: tuple[str, ...] = ()) -> Any:
     """The recipe with the bench's model, data, batch, micro-batch and budget; seq-mean-token-mean, no KL,
-    no eval; ``side`` x ``side`` images kept at their size (:func:`pixel_overrides`). ``precision`` bf16: the training forward/backward under bf16 autocast (float32 weights, as TRL's
-    ``bf16=True``); generation stays in the weights' float32 either way (as TRL's ``generate``), except a vLLM
-    engine given ``engine_dtype``; ``engine_compile``: rollout.vllm.cpu_compile; ``extra``: more overrides."""
+    no eval; ``side`` x ``side`` images kept at their size (:func:`pixel_overrides`). ``precision`` bf16: the
+    training forward/backward under bf16 autocast (float32 weights, as TRL's ``bf16=True``); generation stays
+    in the weights' float32 either way (as TRL's ``generate``), except a vLLM engine given ``engine_dtype``;
+    ``engine_compile``: rollout.vllm.cpu_compile; ``extra``: more overrides."""
     from mhpo_vl.config import load_config
 
     return load_config(recipe, [
@@ -173,8 +175,6 @@ def restored_distributed_env() -> Iterator[None]:
     every trainer built after it (the next size's TRL and mhpo-vl trainers alike) believes it is one of
     several processes and is wrapped in a one-process DistributedDataParallel, which is not the setting
     being compared."""
-    import os
-
     before = {k: os.environ.get(k) for k in DISTRIBUTED_ENV}
     try:
         yield

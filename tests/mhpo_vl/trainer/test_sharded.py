@@ -108,7 +108,7 @@ def test_fsdp2_and_ddp_give_the_same_weights(setup, five_steps):
     orders, and AdamW turns a relative wobble in a near-zero gradient (|g| ~ eps) into a visible share of
     one step (lr = 1e-3), so single elements may differ by a small fraction of lr. A sharding bug (a missed
     or double-counted gradient shard, clipping over one shard) changes the update by a whole step or more."""
-    initial = load_file(str(Path(setup["model_dir"]) / "model.safetensors"))
+    initial = load_file(str(setup["model_dir"] / "model.safetensors"))
     for step in (3, 5):
         fsdp2, ddp = (load_file(str(five_steps[s] / "run" / "checkpoints" / f"step_{step}" / "model.safetensors"))
                       for s in ("fsdp2", "ddp"))
