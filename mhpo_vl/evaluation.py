@@ -194,6 +194,34 @@ def _length_key(record: dict) -> tuple[int, int]:
     return len(record.get("images") or []), len(record.get("prompt") or "")
 
 
+PAD_ID_SUFFIX = "#pad"  # id suffix of the filler records that even out a rank's share
+
+
+def rank_share(records: Sequence[dict], rank: int, world: int) -> tuple[list[dict], int]:
+    """This rank's share of ``records`` for an evaluation split across ``world`` processes.
+
+    Records are ordered by prompt size (as :func:`evaluate` orders them) and dealt round-robin, so every
+    rank gets a like mix of long and short prompts. Every share has ``ceil(len(records) / world)``
+    records: shorter ones are topped up with copies of the smallest record (ids suffixed with
+    ``PAD_ID_SUFFIX``), so every rank runs the same number of generate batches of the same sizes (the
+    collectives of sharded or synced generation line up). Returns ``(share, n_real)``: the first
+    ``n_real`` records of ``share`` are real, the rest filler whose samples the caller drops.
+
+    >>> recs = [{"id": str(i), "prompt": "x" * i} for i in range(5)]
+    >>> [[r["id"] for r in rank_share(recs, k, 2)[0]] for k in (0, 1)], rank_share(recs, 1, 2)[1]
+    ([['4', '2', '0'], ['3', '1', '0#pad0']], 2)
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"rank_share: rank {rank} is not in [0, {world})")
+    if not records:
+        return [], 0
+    order = sorted(records, key=_length_key, reverse=True)
+    share = order[rank::world]
+    n_real, size = len(share), -(-len(order) // world)
+    share += [{**order[-1], "id": f"{order[-1]['id']}{PAD_ID_SUFFIX}{i}"} for i in range(size - n_real)]
+    return share, n_real
+
+
 def evaluate(
     model: Any,
     processor: Any,

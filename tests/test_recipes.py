@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import re
 import tempfile
 from pathlib import Path
 
@@ -98,3 +100,31 @@ def test_dry_run_keeps_every_algo_and_reward_setting(tmp_path):
         out = dry_run_config(cfg, tmp_path / recipe.stem, report=lambda _: None)
         assert dataclasses.replace(out.algo, mini_batch_size=cfg.algo.mini_batch_size) == cfg.algo
         assert out.reward == cfg.reward
+
+
+# ----------------------------------------------------------------------------- attention kernels
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
+def test_recipes_default_to_sdpa(recipe):
+    """No extra installs flash-attn, so every recipe runs on sdpa; flash attention is an opt-in override."""
+    assert load_config(recipe).model.attn_implementation == "sdpa"
+
+
+def test_flash_attention_is_an_extra():
+    text = (RECIPES_DIR.parent / "pyproject.toml").read_text()
+    assert re.search(r'^flash-attn = \["flash-attn>=[\d.]+"\]$', text, re.M)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed here")
+def test_flash_attention_without_the_package_is_one_clear_error(tiny_model_dir):
+    from mhpo_vl.config import ModelConfig
+    from mhpo_vl.errors import UserError
+    from mhpo_vl.models import load_policy
+
+    cfg = ModelConfig(name_or_path=str(tiny_model_dir("qwen2_5_vl")), attn_implementation="flash_attention_2")
+    with pytest.raises(UserError) as info:
+        load_policy(cfg)
+    message = str(info.value)
+    assert "model.attn_implementation=flash_attention_2" in message and "flash_attn" in message
+    assert "sdpa" in message and "\n" not in message

@@ -6,6 +6,7 @@ import difflib
 import hashlib
 import importlib.util
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,14 @@ def _load_user_fn(spec: str, base_dir: Path) -> RewardFn:
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"reward {spec!r}: cannot load {str(path)!r} as a Python module")
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)  # the user's own reward code, named in their recipe
+    # Registered before it runs, as an import would: dataclasses (and typing.get_type_hints) look the module
+    # up in sys.modules, e.g. under `from __future__ import annotations`.
+    sys.modules[module_spec.name] = module
+    try:
+        module_spec.loader.exec_module(module)  # the user's own reward code, named in their recipe
+    except BaseException:
+        sys.modules.pop(module_spec.name, None)
+        raise
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]

@@ -1,12 +1,18 @@
 """Grouped generation with a colocated vLLM engine (``rollout.backend: vllm``).
 
-The engine runs inside the training process (one per rank; ``VLLM_ENABLE_V1_MULTIPROCESSING=0``) and
+The engine runs inside the training process (one per rank; ``VLLM_ENABLE_V1_MULTIPROCESSING=0``; under
+several processes each rank's engine on its own device, see :mod:`mhpo_vl.rollout.vllm_engine`) and
 returns the same :class:`Rollout` as the HF backend: the prompt token ids are the collator's (each
 run of image placeholders is collapsed to one, which vLLM expands again with the same pixel limits,
 and the expansion is checked), vision special tokens are suppressed, stop strings and EOS end a
 response the same way, and the per-token log-probs are vLLM's "processed" log-probs (after the
-temperature, the suppression and top-k / top-p). The trainer pushes its weights after every optimizer
-step (:meth:`VLLMRolloutBackend.sync_weights`); on a GPU the engine sleeps while the trainer trains.
+temperature, the suppression and top-k / top-p).
+
+The trainer pushes its weights after every optimizer step (:meth:`VLLMRolloutBackend.sync_weights`),
+streamed one tensor at a time and cast to the engine's dtype. With sleep mode (GPU) the engine frees its
+memory while the trainer trains, in this order (as TRL and EasyR1): empty the caching allocator, wake
+the weights, load the new weights, empty the allocator, wake the KV cache, generate, sleep, empty the
+allocator.
 
     backend = VLLMRolloutBackend(model_path, processor, VLLMConfig(), max_model_len=1024, seed=0)
     rollout = backend.generate(model, collator(records), SamplingParams(num_samples=8, return_logprobs=True))
@@ -16,8 +22,7 @@ step (:meth:`VLLMRolloutBackend.sync_weights`); on a GPU the engine sleeps while
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,32 +34,21 @@ from mhpo_vl.errors import UserError
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rollout.hf import eos_token_ids, response_mask_from_ids, vision_token_ids
 from mhpo_vl.rollout.types import Rollout, SamplingParams
+from mhpo_vl.rollout.vllm_engine import (
+    check_process_group,
+    engine_kwargs,
+    executor_kwargs,
+    generation_config,
+    prepare_environment,
+    quiet_expected_warnings,
+)
 
 log = logging.getLogger(__name__)
 
 IMAGE_PAD = "<|image_pad|>"
 # vLLM clamps logit biases to +-100: far enough below any real logit to never be sampled.
 _SUPPRESS_BIAS = -100.0
-CPU_TOKENS_PER_STEP = 4096  # vLLM's own CPU default for max_num_batched_tokens (raised to max_model_len)
-
-
-def prepare_environment(cpu_kvcache_space_gb: float) -> None:
-    """Environment vLLM reads at import/engine start: in-process engine, torch threads, CPU KV cache.
-
-    In-process (no engine subprocess) so weight tensors reach the engine by reference; OMP_NUM_THREADS
-    set, because without it vLLM's CPU backend pins torch to one thread and slows the colocated trainer.
-    """
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cpu_kvcache_space_gb:g}")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-
-
-def quiet_expected_warnings() -> None:
-    """After vLLM configured its logging: partial reloads (only trainable tensors) warn once per untouched
-    layer, and the CPU worker warns at every ``torch.set_num_threads`` call; both are expected here."""
-    for name in ("vllm.model_executor.model_loader.reload", "vllm.v1.worker.cpu_worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+SLEEP_TAGS = ("weights", "kv_cache")  # what a level-1 sleep offloads (weights) or frees (KV cache)
 
 
 def collapse_image_runs(ids: list[int], image_pad_id: int | None) -> list[int]:
@@ -73,14 +67,52 @@ def collapse_image_runs(ids: list[int], image_pad_id: int | None) -> list[int]:
     return out
 
 
+class WeightStream:
+    """An iterator over ``(name, tensor)`` pairs cast to the engine's dtype, one pair at a time.
+
+    Nothing is kept here: a tensor is freed once the engine has loaded it (vLLM buffers a fused layer's
+    parts, q/k/v or gate/up, until the layer is complete, and the row-padded embedding until the end), so
+    a sync holds a few full tensors beyond the model, never a second model (a list would: ~28 GiB for a
+    7B model in float32 under FSDP2). ``sent`` counts the pairs handed out; :meth:`drain` consumes what the
+    engine left unread (under FSDP2 each pair is a collective that every rank must reach).
+    """
+
+    def __init__(self, weights: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype) -> None:
+        self._source = iter(weights)
+        self.dtype = dtype
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> tuple[str, torch.Tensor]:
+        name, tensor = next(self._source)
+        self.sent += 1
+        tensor = tensor.detach()
+        if tensor.is_floating_point() and tensor.dtype != self.dtype:
+            tensor = tensor.to(self.dtype)
+        return name, tensor
+
+    def drain(self) -> int:
+        """Consume the pairs nobody read; returns how many there were."""
+        return sum(1 for _ in self._source)
+
+
 class VLLMRolloutBackend:
-    """RolloutBackend on a vLLM ``LLM`` engine built from ``model_path`` (weights then follow the trainer)."""
+    """RolloutBackend on a vLLM ``LLM`` engine built from ``model_path`` (weights then follow the trainer).
+
+    ``sleep_mode``: free the engine's memory between rollouts (default: ``options.enable_sleep_mode`` on a
+    GPU). ``empty_cache`` releases PyTorch's caching allocator around each wake and sleep (default
+    ``torch.cuda.empty_cache``, which does nothing without CUDA). Both can be given to exercise the
+    sleep path of a CPU engine, whose own sleep and wake keep the memory in place.
+    """
 
     needs_weight_sync = True
 
     def __init__(self, model_path: str, processor: Any, options: VLLMConfig | None = None, *,
                  max_model_len: int, seed: int = 0, dtype: str = "auto", min_pixels: int | None = None,
-                 max_pixels: int | None = None, trust_remote_code: bool = False) -> None:
+                 max_pixels: int | None = None, trust_remote_code: bool = False, sleep_mode: bool | None = None,
+                 empty_cache: Callable[[], None] | None = None) -> None:
         options = options or VLLMConfig()
         prepare_environment(options.cpu_kvcache_space_gb)
         try:
@@ -88,48 +120,25 @@ class VLLMRolloutBackend:
         except ImportError as exc:
             raise UserError(f"rollout.backend=vllm needs vLLM ({exc}); install it with `make setup-vllm` and "
                             "run from .venv-vllm") from None
+        check_process_group(executor_kwargs())
         self.processor = processor
         self.tokenizer = get_tokenizer(processor)
         self.multimodal = is_multimodal(processor)
         self.on_gpu = torch.cuda.is_available()
-        self.sleep_enabled = bool(options.enable_sleep_mode and self.on_gpu)
-        self.asleep = False
+        self.sleep_enabled = bool(options.enable_sleep_mode and self.on_gpu) if sleep_mode is None else sleep_mode
+        self.empty_cache: Callable[[], None] = empty_cache or torch.cuda.empty_cache
+        self.sleeping: set[str] = set()  # SLEEP_TAGS asleep now
         vocab = self.tokenizer.get_vocab()
         self.image_pad_id = vocab.get(IMAGE_PAD) if self.multimodal else None
         self.suppress = {i: _SUPPRESS_BIAS for i in vision_token_ids(self.tokenizer)}
-        self.eos_ids = eos_token_ids(SimpleNamespace(generation_config=_generation_config(model_path)), self.tokenizer)
-        positions, config_dtype = _model_facts(model_path, trust_remote_code)
-        if dtype == "auto" and config_dtype:
-            dtype = config_dtype  # as transformers' "auto" (the trainer's): vLLM's own would cast float32 down
-        if positions and max_model_len > positions:
-            log.info("vLLM max_model_len %d capped at the model's %d positions", max_model_len, positions)
-            max_model_len = positions
-        kwargs: dict[str, Any] = {
-            "model": model_path, "dtype": dtype, "seed": seed, "max_model_len": max_model_len,
-            "max_num_seqs": options.max_num_seqs, "trust_remote_code": trust_remote_code,
-            "enforce_eager": options.enforce_eager if self.on_gpu else not options.cpu_compile,
-            # Sampled tokens' log-probs after temperature, masks and top-k/top-p (what was sampled from).
-            "logprobs_mode": "processed_logprobs",
-            # The checkpoint's generation_config (e.g. repetition_penalty) stays out of RL, as in hf.py.
-            "generation_config": "vllm",
-        }
-        if not self.on_gpu:
-            # A prompt split over engine steps (chunked prefill) rewinds its seeded generator, which only a
-            # CUDA generator can ("CPU Generator does not use offset"): on CPU each step takes whole prompts.
-            kwargs.update(enable_chunked_prefill=False,
-                          max_num_batched_tokens=max(CPU_TOKENS_PER_STEP, max_model_len))
-        if self.on_gpu:
-            kwargs.update(gpu_memory_utilization=options.gpu_memory_utilization,
-                          tensor_parallel_size=options.tensor_parallel_size,
-                          enable_sleep_mode=self.sleep_enabled)
-        if self.multimodal:
-            size = {k: v for k, v in (("shortest_edge", min_pixels), ("longest_edge", max_pixels)) if v}
-            kwargs["limit_mm_per_prompt"] = {"image": options.max_images_per_prompt, "video": 0}
-            if size:
-                kwargs["mm_processor_kwargs"] = {"size": size}
-        self.llm = LLM(**kwargs)
+        self.eos_ids = eos_token_ids(SimpleNamespace(generation_config=generation_config(model_path)), self.tokenizer)
+        self.llm = LLM(**engine_kwargs(
+            model_path, options, max_model_len=max_model_len, seed=seed, dtype=dtype, multimodal=self.multimodal,
+            on_gpu=self.on_gpu, sleep=self.sleep_enabled, min_pixels=min_pixels, max_pixels=max_pixels,
+            trust_remote_code=trust_remote_code))
         quiet_expected_warnings()
         self.max_images = options.max_images_per_prompt
+        self.engine_dtype: torch.dtype = self.llm.llm_engine.vllm_config.model_config.dtype
 
     # ------------------------------------------------------------------ generation
     def _prompts(self, batch: Any) -> tuple[list[dict[str, Any]], list[list[int]]]:
@@ -165,14 +174,16 @@ class VLLMRolloutBackend:
 
     def generate(self, model: torch.nn.Module | None, batch: Any, params: SamplingParams) -> Rollout:
         """Sample ``params.num_samples`` responses per prompt of ``batch``; ``model`` is not used."""
-        self.wake_up()
         tok = self.tokenizer
         eos_ids = self.eos_ids
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
         prompts, full_ids = self._prompts(batch)
         # Per-request seeds drawn from torch's generator: reproducible, and restored with it on resume.
         seed = int(torch.randint(0, 2**30, (1,)).item())
+        self.wake("weights")  # already awake after a sync; not when two rollouts follow each other
+        self.wake("kv_cache")
         outputs = self.llm.generate(prompts, self._sampling_params(params, eos_ids, seed), use_tqdm=False)
+        self.sleep()
         g = params.num_samples
         tokens: list[list[int]] = []
         logps: list[list[float]] = []
@@ -199,7 +210,6 @@ class VLLMRolloutBackend:
             for i, row in enumerate(logps):
                 logprobs[i, : len(row)] = torch.tensor(row, dtype=torch.float32)
             logprobs = torch.where(mask.bool(), logprobs, torch.zeros_like(logprobs))
-        self.sleep()
         return Rollout(prompt_inputs=batch.inputs, response_ids=response_ids, response_mask=mask,
                        texts=tok.batch_decode(response_ids, skip_special_tokens=True), group_size=g,
                        truncated=truncated, logprobs=logprobs, records=list(batch.records))
@@ -208,37 +218,49 @@ class VLLMRolloutBackend:
     def sync_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> int:
         """Load HF-named full tensors into the engine in place and drop every cache built from old weights.
 
-        ``weights`` may be any subset of the model's tensors (e.g. only the trainable ones). Returns
-        the number of tensors loaded.
+        ``weights`` may be any subset of the model's tensors (e.g. only the trainable ones), is read once,
+        one tensor at a time (:class:`WeightStream`: never a list of full tensors), and each tensor is cast
+        to the engine's dtype before it is sent. Returns the number of tensors loaded.
         """
-        self.wake_up()
-        count = 0
-
-        def counted() -> Iterator[tuple[str, torch.Tensor]]:
-            nonlocal count
-            for name, tensor in weights:
-                count += 1
-                yield name, tensor.detach()
-
-        # In-process, the list reaches the worker by reference (no copy through a socket).
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(counted())})
+        self.wake("weights")
+        stream = WeightStream(weights, self.engine_dtype)
+        # In-process, the iterator reaches the worker by reference; vLLM's reload_weights reads it once.
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": stream})
+        unread = stream.drain()
+        if unread:
+            raise RuntimeError(f"the vLLM engine stopped reading weights after {stream.sent} of "
+                               f"{stream.sent + unread} tensors; its weights are now partly updated")
         self.llm.collective_rpc(retie_word_embeddings)
         self.llm.reset_prefix_cache()
         if self.multimodal:
             self.llm.reset_mm_cache()
             self.llm.llm_engine.reset_encoder_cache()
-        return count
+        return stream.sent
+
+    def wake(self, tag: str) -> None:
+        """Sleep mode: give PyTorch's cached blocks back, then restore ``tag`` ("weights" or "kv_cache")."""
+        if tag in self.sleeping:
+            self.empty_cache()
+            self.llm.wake_up(tags=[tag])
+            self.sleeping.discard(tag)
 
     def sleep(self) -> None:
-        """GPU with sleep mode: offload the weights and free the KV cache until the next wake_up."""
-        if self.sleep_enabled and not self.asleep:
-            self.llm.sleep(level=1)
-            self.asleep = True
+        """Sleep mode: offload the weights and free the KV cache (level 1), then empty the caching allocator.
 
-    def wake_up(self) -> None:
-        if self.asleep:
-            self.llm.wake_up()
-            self.asleep = False
+        Level 1 keeps the weights (in host memory): a sync may send only the trainable tensors.
+        """
+        if self.sleep_enabled and not self.sleeping:
+            self.llm.sleep(level=1)
+            self.sleeping.update(SLEEP_TAGS)
+            self.empty_cache()
+
+    def close(self) -> None:
+        """Shut the engine down now: its worker, caches and vLLM's process groups (under external_launcher
+        also the default group it joined). Left to interpreter exit, vLLM's finalizer would tear down
+        groups the trainer had already destroyed ("Invalid process group specified"). Idempotent."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
 
 
 def retie_word_embeddings(worker: Any) -> int:
@@ -264,32 +286,6 @@ def retie_word_embeddings(worker: Any) -> int:
                 process(head)
             fixed += 1
     return fixed
-
-
-def _model_facts(model_path: str, trust_remote_code: bool) -> tuple[int | None, str | None]:
-    """(context length: max_position_embeddings of the text config, weights dtype name) from the config."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError):
-        return None, None
-    text = getattr(config, "text_config", None) or config
-    positions = getattr(text, "max_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    if isinstance(dtype, torch.dtype):
-        dtype = str(dtype).removeprefix("torch.")
-    return (int(positions) if positions else None), (dtype if isinstance(dtype, str) else None)
-
-
-def _generation_config(model_path: str) -> Any:
-    """The checkpoint's generation config (for its EOS ids, as the HF backend reads them), or None."""
-    from transformers import GenerationConfig
-
-    try:
-        return GenerationConfig.from_pretrained(model_path)
-    except OSError:
-        return None
 
 
 def _sampled_logprob(step: Any, token: int) -> float:

@@ -8,19 +8,32 @@ tensors as they arrive (nothing is merged into the trainer's own weights, so no 
 
 Only tensors that can change are sent (trainable parameters, or the base weights of adapted layers):
 a frozen vision tower never changes, and our LoRA never adapts it (vLLM's LoRA support covers the
-language model only), so its weights stay as the engine loaded them.
+language model only), so its weights stay as the engine loaded them. The unit of a sync is the
+engine's *layer*, though: vLLM fuses q/k/v into one ``qkv_proj`` and gate/up into one ``gate_up_proj``
+(:data:`FUSED_MODULES`) and rebuilds a reloaded layer from what it receives, leaving any part it did
+not receive uninitialised. So whenever a trainable tensor touches a layer, every weight and bias of
+every HF module that loads into that layer is sent (LoRA on q_proj and v_proj sends k_proj too).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
 _PREFIXES = ("module.", "_orig_mod.", "base_model.model.")
 _LORA = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)\.(?P<adapter>[^.]+)\.weight$")
 _BASE = re.compile(r"^(?P<module>.+)\.base_layer\.(?P<kind>weight|bias)$")
+
+#: HF modules that vLLM loads into one fused layer: {engine layer: its HF parts}. This is the
+#: ``packed_modules_mapping`` of vLLM 0.32's Qwen2, Qwen2-VL, Qwen2.5-VL, Qwen3, Qwen3-VL and Llama models
+#: (tests/mhpo_vl/rollout/test_vllm_lora_sync.py checks it against those classes).
+FUSED_MODULES: dict[str, tuple[str, ...]] = {
+    "qkv_proj": ("q_proj", "k_proj", "v_proj"),
+    "gate_up_proj": ("gate_proj", "up_proj"),
+}
+_FUSED_INTO = {part: layer for layer, parts in FUSED_MODULES.items() for part in parts}
 
 
 def clean_name(name: str) -> str:
@@ -45,16 +58,47 @@ def lora_scalings(model: torch.nn.Module) -> dict[str, float]:
     return out
 
 
+def engine_layer(module: str) -> str:
+    """The engine layer that HF module ``module`` loads into: ``x.self_attn.k_proj`` -> ``x.self_attn.qkv_proj``,
+    ``x.mlp.up_proj`` -> ``x.mlp.gate_up_proj``; a module that is not fused is its own layer."""
+    parent, _, leaf = module.rpartition(".")
+    layer = _FUSED_INTO.get(leaf)
+    if layer is None:
+        return module
+    return f"{parent}.{layer}" if parent else layer
+
+
+def _engine_name(name: str) -> str:
+    """Clean engine name of one trainer parameter: a LoRA factor counts as its layer's weight, a
+    ``base_layer`` tensor as the module's own."""
+    name = clean_name(name)
+    lora, base = _LORA.match(name), _BASE.match(name)
+    if lora is not None:
+        return f"{lora['module']}.weight"
+    return f"{base['module']}.{base['kind']}" if base is not None else name
+
+
 def trainable_names(model: torch.nn.Module) -> set[str]:
     """Clean HF names of the engine tensors that training can change (adapted layers' merged weights)."""
-    names: set[str] = set()
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        name = clean_name(name)
-        lora = _LORA.match(name)
-        names.add(f"{lora['module']}.weight" if lora else name)
-    return names
+    return {_engine_name(name) for name, param in model.named_parameters() if param.requires_grad}
+
+
+def names_to_send(model: torch.nn.Module) -> set[str]:
+    """Clean HF names a sync sends: :func:`trainable_names`, completed to whole engine layers (every
+    weight and bias of every module that loads into a layer touched by a trainable tensor)."""
+    every = {_engine_name(name) for name, _ in model.named_parameters()}
+    touched = {engine_layer(name.rpartition(".")[0]) for name in trainable_names(model)}
+    return {name for name in every if engine_layer(name.rpartition(".")[0]) in touched}
+
+
+def sync_filter(model: torch.nn.Module) -> Callable[[str], bool]:
+    """Predicate on the trainer's raw state-dict names: True for the tensors :func:`engine_weights` sends
+    (with ``only_trainable``) or needs to build them (a LoRA layer's base weight and factors). Filtering
+    before the gather (``iter_full_weights(model, keep=...)``) spares FSDP2 an all-gather of every frozen
+    tensor per sync: under LoRA most of the model, and a tied LM head (the same tensor as the embeddings).
+    The same on every rank, so the gathers stay matched."""
+    keep = names_to_send(model)
+    return lambda raw: _engine_name(raw) in keep
 
 
 def engine_weights(weights: Iterable[tuple[str, torch.Tensor]], model: torch.nn.Module,
@@ -62,10 +106,11 @@ def engine_weights(weights: Iterable[tuple[str, torch.Tensor]], model: torch.nn.
     """HF-named full tensors for the engine: LoRA merged, wrappers stripped; see the module docstring.
 
     ``model`` is the unwrapped trainer model (for the LoRA scalings and which tensors are trainable).
+    With ``only_trainable`` the names of :func:`names_to_send` are sent, else every tensor.
     Every pair of ``weights`` is consumed (under FSDP2 the iteration is a collective on all ranks).
     """
     scalings = lora_scalings(model)
-    keep = trainable_names(model) if only_trainable else None
+    keep = names_to_send(model) if only_trainable else None
     pending: dict[str, dict[str, torch.Tensor]] = {}
     for raw, tensor in weights:
         name = clean_name(raw)
@@ -77,7 +122,7 @@ def engine_weights(weights: Iterable[tuple[str, torch.Tensor]], model: torch.nn.
         module = (lora or base)["module"]
         if base is not None and base["kind"] == "bias":
             target = f"{module}.bias"
-            if keep is None or target in keep or f"{module}.weight" in keep:
+            if keep is None or target in keep:
                 yield target, tensor
             continue
         parts = pending.setdefault(module, {})

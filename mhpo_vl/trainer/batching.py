@@ -1,6 +1,9 @@
-"""Rollout bookkeeping for the trainer: deterministic prompt order, group selection and concatenation."""
+"""Rollout bookkeeping for the trainer: deterministic prompt order, group selection and concatenation, and the
+split of a step's rows into (global) mini-batches."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +49,40 @@ def require_even_split(count: int, world: int, key: str) -> None:
     if count % world:
         raise UserError(f"{key} ({count}) must be a multiple of the number of processes ({world}): every rank "
                         "takes the same share")
+
+
+def require_mini_batch_split(mini_batch_size: int, world: int) -> None:
+    """``algo.mini_batch_size`` is a global row count: each of ``world`` processes takes
+    ``mini_batch_size / world`` rows of every mini-batch, so it must split evenly (0 = whole batch)."""
+    if mini_batch_size % world:
+        raise UserError(f"algo.mini_batch_size ({mini_batch_size}) must be a multiple of the number of processes "
+                        f"({world}): it counts rows over all processes, each takes mini_batch_size / {world}")
+
+
+def mini_batch_count(cfg: Any) -> int:
+    """Optimizer steps per PPO epoch: the configured global batch (``rollout.prompts_per_step *
+    rollout.group_size`` rows) over the global ``algo.mini_batch_size``; 1 when that is 0 (whole batch).
+
+    The count is fixed by the config, so it is the same on every rank and at every step, also under dynamic
+    sampling, where the rows actually kept may be fewer or more than the configured batch.
+    """
+    mini = cfg.algo.mini_batch_size
+    if mini == 0:
+        return 1
+    return max(1, (cfg.rollout.prompts_per_step * cfg.rollout.group_size) // mini)
+
+
+def mini_batch_slices(n_rows: int, count: int) -> list[slice]:
+    """This rank's ``n_rows`` split into ``count`` contiguous mini-batches of near-equal size (sizes differ
+    by at most one row; fewer slices when ``n_rows < count``, never an empty one).
+
+    With the configured batch on every rank (n_rows = global batch / world) each slice holds exactly
+    ``algo.mini_batch_size / world`` rows. Rank r holds global prompts r, r + world, ... (see
+    :meth:`PromptSampler.take`), so slice k of every rank together are the global prompts of slice k
+    of a one-process run whenever ``mini_batch_size`` is a multiple of ``world * group_size``.
+    """
+    count = max(1, min(count, n_rows))
+    return [slice(k * n_rows // count, (k + 1) * n_rows // count) for k in range(count)]
 
 
 def select_groups(rollout: Rollout, groups: list[int], vision_start_id: int | None) -> Rollout:

@@ -1,19 +1,25 @@
 """Atomic checkpoints of a training run: model (adapter only under LoRA), optimizer, scheduler, RNG, state.
 
-Layout of ``run_dir/checkpoints/step_N/``::
+Layout of ``run_dir/checkpoints/step_N/``: the model folder at the top, everything else in a subfolder,
+so that loaders which take every ``*.safetensors`` of a model folder as weights (vLLM, ``vllm serve``)
+see only the model::
 
-    model.safetensors + config.json ...   full model (``save_pretrained``), or
+    model.safetensors + config.json ...   full model (``save_pretrained``) and processor files, or
     adapter_model.safetensors + adapter_config.json      peft adapter only
     extra_trainable.safetensors           peft only: trainable non-adapter weights (e.g. an unfrozen vision tower)
-    optimizer.pt, scheduler.pt            ``torch.save`` of state dicts, read back with ``weights_only=True``;
-                                          the optimizer state is keyed by parameter name (format 2), so
-                                          ddp, fsdp2 and 1-process runs read each other's checkpoints
-    rng_state.json, rng_state.safetensors python/numpy RNG (JSON) and torch CPU/CUDA RNG (tensors) of rank 0;
-    rng_state_rank<R>.json/.safetensors   the same for rank R > 0
-    trainer_state.json                    written last: ``{"format_version", "step", "state"}``
+    trainer_state/
+      optimizer.pt, scheduler.pt          ``torch.save`` of state dicts, read back with ``weights_only=True``;
+                                          the optimizer state is keyed by parameter name, so ddp, fsdp2
+                                          and 1-process runs read each other's checkpoints
+      rng_state.json, rng_state.safetensors   python/numpy RNG (JSON) and torch CPU/CUDA RNG (tensors) of rank 0;
+      rng_state_rank<R>.json/.safetensors     the same for rank R > 0
+      state.json                          ``{"format_version", "step", "state"}``; marks a complete checkpoint
 
-The model is always saved whole (FSDP2 shards are gathered on all ranks first), so ``from_pretrained`` and
-``mhpo-eval`` load a checkpoint of any strategy. Everything is written by rank 0 into
+Checkpoints of format 2 and older (the same files directly in ``step_N/``, ``trainer_state.json`` as the
+marker) are still read: :func:`trainer_state_dir` says where a checkpoint keeps its trainer state.
+
+The model is always saved whole (FSDP2 shards are gathered on all ranks first), so ``from_pretrained``,
+``mhpo-eval`` and vLLM load a checkpoint of any strategy. Everything is written by rank 0 into
 ``checkpoints/.tmp_step_N_<pid>/``, fsynced, then renamed to ``step_N``, so a kill during a save leaves
 the previous checkpoint intact and never a half-written ``step_N``. With several processes every rank
 calls :func:`save_checkpoint` (it gathers) and passes the run's :class:`~mhpo_vl.trainer.parallel.Parallel`.
@@ -49,13 +55,15 @@ from mhpo_vl.trainer.parallel import (
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.json"  # written last: its presence marks a complete checkpoint
+TRAINER_STATE_DIR = "trainer_state"  # subfolder of step_N/ with everything that is not the model
+STATE_FILE = "state.json"  # in TRAINER_STATE_DIR, written last: its presence marks a complete checkpoint
+LEGACY_STATE_FILE = "trainer_state.json"  # format <= 2: the marker, beside the model files
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_JSON = "rng_state.json"
 RNG_TENSORS = "rng_state.safetensors"
 EXTRA_TRAINABLE = "extra_trainable.safetensors"
-FORMAT_VERSION = 2  # 2: optimizer state keyed by parameter name, RNG state per rank
+FORMAT_VERSION = 3  # 2: optimizer state keyed by parameter name, RNG state per rank; 3: trainer_state/ subfolder
 
 _STEP_RE = re.compile(r"^step_(\d+)$")
 _STALE_RE = re.compile(r"^\.(tmp|old)_step_\d+_\d+$")
@@ -317,13 +325,15 @@ def save_checkpoint(
         _save_model(plain, tmp, model_state)
         if processor is not None:
             save_processor(processor, tmp, processor_source)
+        trainer_dir = tmp / TRAINER_STATE_DIR
+        trainer_dir.mkdir()
         if optim_state is not None:
-            torch.save(optim_state, tmp / OPTIMIZER_FILE)
+            torch.save(optim_state, trainer_dir / OPTIMIZER_FILE)
         if scheduler is not None:
-            torch.save(scheduler.state_dict(), tmp / SCHEDULER_FILE)
+            torch.save(scheduler.state_dict(), trainer_dir / SCHEDULER_FILE)
         for rank, rng in enumerate(rngs):
-            _save_rng(rng, tmp, rank)
-        (tmp / STATE_FILE).write_text(state_text)
+            _save_rng(rng, trainer_dir, rank)
+        (trainer_dir / STATE_FILE).write_text(state_text)
         _fsync_tree(tmp)
         _publish(tmp, final)
     except BaseException:
@@ -354,7 +364,7 @@ def _prune(root: Path, step: int, keep_last: int) -> None:
             log.info("removing leftover of an interrupted save: %s", entry)
             shutil.rmtree(entry, ignore_errors=True)
     dirs = _step_dirs(root)
-    incomplete = [p for s, p in dirs if s != step and not (p / STATE_FILE).is_file()]
+    incomplete = [p for s, p in dirs if s != step and not is_complete(p)]
     later = [p for s, p in dirs if s > step and p not in incomplete]
     for path in later:
         log.warning("removing %s: it is later than the checkpoint just written (step %d)", path, step)
@@ -364,9 +374,37 @@ def _prune(root: Path, step: int, keep_last: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def trainer_state_dir(path: str | Path) -> Path:
+    """Where checkpoint ``path`` keeps optimizer, scheduler, RNG and state: ``path/trainer_state/``, or
+    ``path`` itself for a checkpoint of format 2 or older (its files beside the model's)."""
+    path = Path(path)
+    if not (path / TRAINER_STATE_DIR / STATE_FILE).is_file() and (path / LEGACY_STATE_FILE).is_file():
+        return path
+    return path / TRAINER_STATE_DIR
+
+
+def _state_file(path: Path) -> Path:
+    folder = trainer_state_dir(path)
+    return folder / (LEGACY_STATE_FILE if folder == path else STATE_FILE)
+
+
+def legacy_weight_strays(path: str | Path) -> list[str]:
+    """Names of the trainer-state ``*.safetensors`` files that a checkpoint of format 2 or older keeps in its
+    model folder (vLLM would load them as weights); empty for any other folder."""
+    path = Path(path)
+    if trainer_state_dir(path) != path:
+        return []
+    return sorted(p.name for p in path.glob("rng_state*.safetensors"))
+
+
+def is_complete(path: str | Path) -> bool:
+    """True when checkpoint ``path`` was published whole (its state file exists, in either layout)."""
+    return _state_file(Path(path)).is_file()
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The highest-step complete checkpoint under ``run_dir/checkpoints`` (None if there is none)."""
-    complete = [p for _, p in _step_dirs(Path(run_dir) / CHECKPOINTS) if (p / STATE_FILE).is_file()]
+    complete = [p for _, p in _step_dirs(Path(run_dir) / CHECKPOINTS) if is_complete(p)]
     return complete[-1] if complete else None
 
 
@@ -375,9 +413,10 @@ def read_trainer_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"checkpoint not found: {path}")
-    doc = _read_json(path / STATE_FILE)
+    state_file = _state_file(path)
+    doc = _read_json(state_file)
     if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict):
-        raise UserError(f"{path / STATE_FILE}: malformed trainer state (expected an object with 'state')")
+        raise UserError(f"{state_file}: malformed trainer state (expected an object with 'state')")
     return doc["state"]
 
 
@@ -404,8 +443,8 @@ def load_training_state(
     A rank with no RNG file of its own (the checkpoint was written by fewer processes) continues from
     rank 0's state reseeded with its rank, and says so.
     """
-    path = Path(path)
     state = read_trainer_state(path)
+    path = trainer_state_dir(path)
     if optimizer is not None:
         saved = _torch_load(path / OPTIMIZER_FILE)
         try:

@@ -26,6 +26,7 @@ from mhpo_vl.algos.rollout_is import rollout_is_weights
 from mhpo_vl.rollout.logprobs import LogitsSink, micro_batches, select_rows, token_logprobs
 from mhpo_vl.rollout.mismatch import SamplerView, logprobs_with_sampler_view
 from mhpo_vl.rollout.types import Rollout
+from mhpo_vl.trainer.batching import mini_batch_count, mini_batch_slices
 
 
 class InlineCorrection:
@@ -113,8 +114,8 @@ class OldLogprobs:
         """``policy`` is the (wrapped) training model, ``reference`` a separate reference model or None
         (then the policy's LoRA adapter is switched off for the KL reference); advantages (N,) on device."""
         algo = self.cfg.algo
-        n = len(rollout)
-        one_step = algo.ppo_epochs == 1 and algo.mini_batch_size in (0, n)
+        # one optimizer step per batch: one PPO epoch of one global mini-batch (the slices policy_update takes)
+        one_step = algo.ppo_epochs == 1 and len(mini_batch_slices(len(rollout), mini_batch_count(self.cfg))) == 1
         device = self.accelerator.device
         sampled = rollout.logprobs.to(device) if rollout.logprobs is not None else None
         mask = rollout.response_mask.to(device)

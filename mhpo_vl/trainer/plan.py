@@ -152,13 +152,13 @@ def vision_block_activation_bytes(spec: ModelSpec, cb: int, pb: int) -> float:
 
 
 def lora_activation_bytes(spec: ModelSpec, cfg: Config, cb: int) -> float:
-    """Per token per decoder layer: LoRA's dropout copy of each targeted input plus the rank-r output."""
+    """Per token per decoder layer: the rank-r output of each targeted linear. RL forwards run without
+    dropout (mhpo_vl.models.dropout), so LoRA keeps no dropped-out copy of its input whatever lora.dropout says."""
     lora = cfg.model.lora
     if not lora.enabled or spec.layers == 0:
         return 0.0
     targets = set(lora.target_modules)
-    per_model = sum((lin.in_features if lora.dropout > 0 else 0) + lora.r
-                    for lin in spec.linears if lin.name in targets and not lin.vision)
+    per_model = sum(lora.r for lin in spec.linears if lin.name in targets and not lin.vision)
     return per_model / spec.layers * cb
 
 
@@ -212,7 +212,8 @@ def estimate(setup: Setup, spec: ModelSpec) -> Estimate:
     seq = prompt + new
     prompts_local = math.ceil(cfg.rollout.prompts_per_step / n)
     rows_local = prompts_local * cfg.rollout.group_size
-    mini = min(cfg.algo.mini_batch_size or rows_local, rows_local)
+    # algo.mini_batch_size counts rows over all processes: each GPU takes its share
+    mini = min(max(1, cfg.algo.mini_batch_size // n) if cfg.algo.mini_batch_size else rows_local, rows_local)
     micro = min(cfg.trainer.micro_batch_size or mini, mini)
     est.facts.update(prompt_tokens=prompt, new_tokens=new, image_tokens_min=image_tokens(spec, cfg.model.min_pixels),
                      image_tokens_max=img_max, prompts_per_gpu=prompts_local, sequences_per_gpu=rows_local,

@@ -21,6 +21,7 @@ from mhpo_vl.algos import compute_advantages, get_policy_loss, loss_defaults
 from mhpo_vl.config import Config, config_to_dict, save_config
 from mhpo_vl.errors import UserError
 from mhpo_vl.models import is_vision_param, load_policy, load_processor
+from mhpo_vl.models.dropout import disable_dropout
 from mhpo_vl.models.processor import get_tokenizer, is_multimodal
 from mhpo_vl.rewards import combine, reward_from_config
 from mhpo_vl.rewards.modes import extraction_failures
@@ -29,7 +30,7 @@ from mhpo_vl.rollout.mismatch import SamplerView
 from mhpo_vl.rollout.shared_prefix import build_update_inputs, shared_prefix_supported
 from mhpo_vl.rollout.types import Rollout
 from mhpo_vl.trainer import checkpoint as ckpt
-from mhpo_vl.trainer.batching import require_even_split
+from mhpo_vl.trainer.batching import mini_batch_count, require_even_split, require_mini_batch_split
 from mhpo_vl.trainer.collect import Collected, Collector
 from mhpo_vl.trainer.dry_run import dry_run_config
 from mhpo_vl.trainer.metrics import (
@@ -39,6 +40,7 @@ from mhpo_vl.trainer.metrics import (
     reduce_metrics,
     summarize_run,
 )
+from mhpo_vl.trainer.mismatch_guard import check_rollout_mismatch
 from mhpo_vl.trainer.old_logprobs import OldLogprobs
 from mhpo_vl.trainer.parallel import Parallel
 from mhpo_vl.trainer.plots import plot_metrics
@@ -87,6 +89,7 @@ class RLTrainer:
         self.accelerator = make_accelerator(cfg.trainer.mixed_precision)
         self.parallel = Parallel.from_config(cfg.trainer, self.accelerator)
         require_even_split(cfg.rollout.prompts_per_step, self.parallel.world, "rollout.prompts_per_step")
+        require_mini_batch_split(cfg.algo.mini_batch_size, self.parallel.world)
         seed_everything(cfg.trainer.seed + self.accelerator.process_index)
         self.run_dir = ensure_dir(cfg.trainer.output_dir)
         self.loss_fn, self.hparams, self.agg = resolve_loss(cfg)
@@ -94,10 +97,16 @@ class RLTrainer:
         self.eval_records = load_eval_records(cfg)
         self.processor = load_processor(cfg.model)
         self.tokenizer = get_tokenizer(self.processor)
-        model = load_policy(cfg.model)
+        # FSDP2, several processes: only rank 0 reads the weights; the others build on the meta device and
+        # get rank 0's weights (resumed ones included) while wrap() shards
+        model = load_policy(cfg.model, on_meta=self.parallel.builds_on_meta)
+        disable_dropout(model)  # pi must equal the sampler's policy at equal weights (SFT keeps dropout)
         self.resume_from = self._resume_path()
         if self.resume_from is not None:  # weights go in before sharding; optimizer and RNG in train()
-            ckpt.load_model_weights(self.resume_from, model)
+            if self.parallel.builds_on_meta:
+                ckpt.read_trainer_state(self.resume_from)  # the same clear error as rank 0 for a bad path
+            else:
+                ckpt.load_model_weights(self.resume_from, model)
         model = self.parallel.wrap(model)
         self.vision_start_id = (self.tokenizer.convert_tokens_to_ids("<|vision_start|>")
                                 if is_multimodal(self.processor) else None)
@@ -134,7 +143,7 @@ class RLTrainer:
     def _reference_model(self) -> torch.nn.Module | None:
         if self.cfg.model.lora.enabled:
             return None  # the policy with adapters disabled
-        return self.parallel.wrap_reference(load_policy(self.cfg.model))
+        return self.parallel.wrap_reference(load_policy(self.cfg.model, on_meta=self.parallel.builds_on_meta))
 
     @property
     def unwrapped(self) -> torch.nn.Module:
@@ -162,7 +171,9 @@ class RLTrainer:
                                                    std_normalize=cfg.algo.std_normalize)
         device = self.accelerator.device
         t_update = time.perf_counter()
-        with torch.no_grad():  # the vision tower runs here only when frozen (reuse_vision)
+        # The vision tower runs here only when frozen (reuse_vision), in the training dtype like the update's
+        # forward (fp32 weights outside autocast would also make flash attention refuse it).
+        with torch.no_grad(), self.accelerator.autocast():
             inputs, prompt_inputs = build_update_inputs(rollout, self.model, self.vision_start_id,
                                                         reuse_vision=self.reuse_vision, shared_prefix=self.shared_prefix)
         t_logprob = time.perf_counter()
@@ -179,7 +190,7 @@ class RLTrainer:
                 inputs=inputs, response_ids=rollout.response_ids.to(device), mask=mask,
                 advantages=base.advantages, old_logp=base.old, inline=base.inline, loss_fn=self.loss_fn, hparams=self.hparams,
                 agg=self.agg, temperature=cfg.rollout.temperature, vision_start_id=self.vision_start_id,
-                ppo_epochs=cfg.algo.ppo_epochs, mini_batch_size=cfg.algo.mini_batch_size,
+                ppo_epochs=cfg.algo.ppo_epochs, mini_batches=mini_batch_count(cfg),
                 micro_batch_size=cfg.trainer.micro_batch_size, grad_clip=cfg.trainer.grad_clip,
                 ref_logp=base.ref, kl_coef=cfg.algo.kl_coef, kl_estimator=cfg.algo.kl_estimator,
                 no_sync=self.parallel.no_sync(self.model), all_true=self.parallel.all_true,
@@ -213,7 +224,8 @@ class RLTrainer:
         tensors.update(mismatch)
         metrics = reduce_metrics(tensors, self.accelerator)
         metrics.update(timing)
-        metrics.update({"lr": lr, "skipped_steps": float(self.skipped_total), "time/update": t_end - t_update,
+        metrics.update({"lr": lr, "skipped_steps": float(self.skipped_total), "optimizer_steps": result.steps,
+                        "time/update": t_end - t_update,
                         "time/step": t_end - t_start,
                         "tokens_per_s": float(rollout.response_mask.sum()) / max(t_end - t_start, 1e-9)})
         return metrics
@@ -282,10 +294,11 @@ class RLTrainer:
                 if cfg.trainer.eval_every and self.eval_records and self.step % cfg.trainer.eval_every == 0:
                     with self.source.generation_weights(self.model):
                         evaluation = run_eval(self.unwrapped, self.processor, self.eval_records, cfg, desc="eval",
-                                              backend=self.source.backend)
+                                              backend=self.source.backend, parallel=self.parallel)
                     metrics["eval/accuracy"] = float(evaluation["accuracy"])
                 if logger is not None:
                     logger.log(self.step, metrics)
+                check_rollout_mismatch(metrics, cfg.algo.max_rollout_mismatch, self.step)  # same on every rank
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['accuracy']:.3f}",
                                 s=f"{metrics['time/step']:.2f}")
                 bar.update(1)
@@ -318,4 +331,12 @@ class RLTrainer:
 def run_training(cfg: Config, dry_run: bool = False) -> dict[str, Any]:
     """Entry point of `mhpo-vl train`; the process group accelerate starts for the run ends with it."""
     with owned_process_group():
-        return RLTrainer(dry_run_config(cfg) if dry_run else cfg).train()
+        trainer = RLTrainer(dry_run_config(cfg) if dry_run else cfg)
+        try:
+            summary = trainer.train()
+            # No rank stops its engine (under external_launcher that ends the process group) while another
+            # rank still works.
+            trainer.parallel.barrier()
+        finally:
+            trainer.source.close()
+        return summary

@@ -16,7 +16,7 @@ from mhpo_vl.data import PromptCollator
 from mhpo_vl.rollout import SamplingParams
 from mhpo_vl.rollout.factory import make_rollout_backend
 from mhpo_vl.rollout.types import Rollout
-from mhpo_vl.rollout.weights import engine_weights
+from mhpo_vl.rollout.weights import engine_weights, sync_filter
 from mhpo_vl.trainer.batching import PromptSampler
 from mhpo_vl.trainer.parallel import Parallel, iter_full_weights
 
@@ -48,18 +48,32 @@ class RolloutSource:
         """Whole weights for HF generate (gathered under FSDP2); a vLLM engine holds its own copy."""
         return contextlib.nullcontext() if self.needs_weight_sync else self.parallel.gathered(model)
 
+    def generation_autocast(self) -> contextlib.AbstractContextManager:
+        """HF generate under ``trainer.mixed_precision`` (``rollout.mixed_precision``); never a vLLM engine,
+        which runs in its own dtype (``rollout.vllm.dtype``) and must not see the trainer's autocast."""
+        if self.needs_weight_sync or not self.cfg.rollout.mixed_precision:
+            return contextlib.nullcontext()
+        return self.accelerator.autocast()
+
     def generate(self, n_prompts: int, model: torch.nn.Module) -> Rollout:
         """The next ``n_prompts`` global prompts (this rank's share), ``group_size`` samples each."""
         records = [self.dataset[i] for i in self.sampler.take(n_prompts)]
         batch = self.collator(records)
-        autocast = self.accelerator.autocast() if self.cfg.rollout.mixed_precision else contextlib.nullcontext()
-        with autocast, self.generation_weights(model):
+        with self.generation_autocast(), self.generation_weights(model):
             return self.backend.generate(self.accelerator.unwrap_model(model), batch, self.sampling())
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Push ``model``'s weights into the engine; a no-op for HF. Every rank calls it (FSDP2 gathers)."""
         if self.needs_weight_sync:
-            self.backend.sync_weights(engine_weights(iter_full_weights(model), self.accelerator.unwrap_model(model)))
+            unwrapped = self.accelerator.unwrap_model(model)
+            needed = iter_full_weights(model, keep=sync_filter(unwrapped))
+            self.backend.sync_weights(engine_weights(needed, unwrapped))
+
+    def close(self) -> None:
+        """Stop the rollout engine (a vLLM engine shuts down its worker and process groups); HF: nothing."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
 
     def state(self) -> dict[str, int]:
         """What a checkpoint keeps to resume the prompt order."""

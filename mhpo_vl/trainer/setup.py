@@ -44,14 +44,15 @@ def owned_process_group() -> Iterator[None]:
         yield
         ok = True
     finally:
-        if owned and dist.is_initialized():
+        if owned:  # a vLLM engine's shutdown may already have ended the group (see VLLMRolloutBackend.close)
             from accelerate.state import AcceleratorState
 
             try:
-                if ok:
+                if ok and dist.is_initialized():
                     dist.barrier()
             finally:
-                dist.destroy_process_group()
+                if dist.is_initialized():
+                    dist.destroy_process_group()
                 AcceleratorState._reset_state(reset_partial_state=True)
 
 
@@ -93,20 +94,34 @@ def load_eval_records(cfg: Config) -> list[dict]:
 
 
 def run_eval(model: torch.nn.Module, processor: Any, records: list[dict], cfg: Config, desc: str = "eval",
-             max_new_tokens: int | None = None, backend: Any = None) -> dict[str, Any]:
+             max_new_tokens: int | None = None, backend: Any = None, parallel: Any = None) -> dict[str, Any]:
     """Greedy (or eval_temperature) evaluation with the same code as `python -m eval`, on ``backend``
-    (the trainer's rollout backend; default HF generate)."""
-    from mhpo_vl.evaluation import evaluate
+    (the trainer's rollout backend; default HF generate).
 
-    _, metrics = evaluate(
-        model, processor, records, n_samples=1, temperature=cfg.rollout.eval_temperature,
+    With ``parallel`` (the run's :class:`~mhpo_vl.trainer.parallel.Parallel`) and several processes, every
+    rank must call this: each evaluates its share of ``records`` (:func:`~mhpo_vl.evaluation.rank_share`,
+    equal sizes, so generation collectives line up), the samples are gathered, and every rank returns the
+    same metrics over all records (``n`` = ``len(records)``). Under FSDP2 the caller holds the gathered
+    weights (``Parallel.gathered``) around the call on every rank.
+    """
+    from mhpo_vl.evaluation import evaluate, rank_share, summarize
+
+    rank, world = (parallel.rank, parallel.world) if parallel is not None else (0, 1)
+    share, n_real = rank_share(records, rank, world) if world > 1 else (records, len(records))
+    samples, metrics = evaluate(
+        model, processor, share, n_samples=1, temperature=cfg.rollout.eval_temperature,
         max_new_tokens=max_new_tokens or cfg.rollout.max_new_tokens, batch_size=cfg.rollout.eval_batch_size,
         template=cfg.data.prompt_template, system_prompt=cfg.data.system_prompt,
         max_prompt_tokens=cfg.data.max_prompt_tokens, stop_strings=cfg.rollout.stop_strings, desc=desc,
         backend=backend,
         extract=cfg.reward.extract,
+        progress=rank == 0,
     )
-    return metrics
+    if world == 1:
+        return metrics
+    real = {r["id"] for r in share[:n_real]}
+    by_id = {s["id"]: s for part in parallel.gather_objects([s for s in samples if s["id"] in real]) for s in part}
+    return summarize([by_id[r["id"]] for r in records], {r["id"]: r for r in records})
 
 
 def ensure_dir(path: str | Path) -> Path:

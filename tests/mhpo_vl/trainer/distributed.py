@@ -16,14 +16,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(fn: Callable[..., None], rank: int, world: int, port: int, args: tuple[Any, ...], errors: Any) -> None:
+def _entry(fn: Callable[..., None], rank: int, world: int, port: int, args: tuple[Any, ...], errors: Any,
+           backend: str) -> None:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"})
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group(backend, rank=rank, world_size=world)
     try:
         fn(rank, world, *args)
     except BaseException:  # noqa: BLE001 - reported to the parent
@@ -33,15 +34,17 @@ def _entry(fn: Callable[..., None], rank: int, world: int, port: int, args: tupl
         dist.destroy_process_group()
 
 
-def run_ranks(fn: Callable[..., None], *args: Any, world: int = 2, timeout: float = 120.0) -> None:
-    """Call ``fn(rank, world, *args)`` on ``world`` spawned gloo ranks; raise on error or after ``timeout`` s.
+def run_ranks(fn: Callable[..., None], *args: Any, world: int = 2, timeout: float = 120.0,
+              backend: str = "gloo") -> None:
+    """Call ``fn(rank, world, *args)`` on ``world`` spawned ranks (process group ``backend``, e.g. "nccl" or
+    "cpu:gloo,cuda:nccl" on a GPU machine); raise on error or after ``timeout`` s.
 
     ``fn`` must be importable (a module-level function). The timeout is a hang guard only.
     """
     ctx = mp.get_context("spawn")
     errors = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=_entry, args=(fn, r, world, port, args, errors)) for r in range(world)]
+    procs = [ctx.Process(target=_entry, args=(fn, r, world, port, args, errors, backend)) for r in range(world)]
     for p in procs:
         p.start()
     for p in procs:

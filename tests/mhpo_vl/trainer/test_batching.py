@@ -1,9 +1,19 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from mhpo_vl.errors import UserError
 from mhpo_vl.rollout.types import Rollout
-from mhpo_vl.trainer.batching import PromptSampler, concat_rollouts, require_even_split, select_groups
+from mhpo_vl.trainer.batching import (
+    PromptSampler,
+    concat_rollouts,
+    mini_batch_count,
+    mini_batch_slices,
+    require_even_split,
+    require_mini_batch_split,
+    select_groups,
+)
 
 
 def test_sampler_is_seeded_epoch_wise_and_resumable():
@@ -55,3 +65,50 @@ def test_select_groups_and_concat_pad_correctly():
     assert both.prompt_inputs["attention_mask"][0].tolist() == [0, 0, 1, 1, 1]
     assert both.response_ids.shape == (6, 4) and both.response_mask[0].tolist() == [1, 1, 0, 0]
     assert len(both.texts) == 6 and both.logprobs.shape == (6, 4)
+
+
+def _cfg(prompts: int, group: int, mini: int) -> SimpleNamespace:
+    return SimpleNamespace(rollout=SimpleNamespace(prompts_per_step=prompts, group_size=group),
+                           algo=SimpleNamespace(mini_batch_size=mini))
+
+
+def test_mini_batch_count_is_global_batch_over_global_mini_batch():
+    assert mini_batch_count(_cfg(32, 8, 64)) == 4  # the 7B recipe: 256 rows, 4 optimizer steps, any world
+    assert mini_batch_count(_cfg(32, 8, 0)) == 1 and mini_batch_count(_cfg(32, 8, 256)) == 1
+
+
+def test_mini_batch_slices_cover_the_rows_in_count_near_equal_parts():
+    assert mini_batch_slices(32, 4) == [slice(0, 8), slice(8, 16), slice(16, 24), slice(24, 32)]  # 256 / 8 ranks
+    assert mini_batch_slices(32, 1) == [slice(0, 32)]
+    # dynamic sampling may keep more or fewer rows than configured: still `count` steps, sizes within one row
+    for n, count in ((36, 4), (10, 4), (3, 4), (1, 1)):
+        parts = mini_batch_slices(n, count)
+        assert len(parts) == min(n, count) and parts[0].start == 0 and parts[-1].stop == n
+        assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+        assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
+        assert min(p.stop - p.start for p in parts) >= 1
+
+
+def test_each_ranks_mini_batch_is_its_share_of_the_one_process_mini_batch():
+    """Rank r holds global prompts r, r + world, ...: with mini_batch_size a multiple of world * group_size,
+    mini-batch k of all ranks together holds exactly the prompts of a one-process run's mini-batch k."""
+    prompts, group, mini, world = 8, 2, 4, 2
+    count = mini_batch_count(_cfg(prompts, group, mini))
+    one = PromptSampler(16, seed=1).take(prompts)
+    shares = [PromptSampler(16, seed=1, rank=r, world=world).take(prompts) for r in range(world)]
+    for k in range(count):
+        ref = mini_batch_slices(prompts * group, count)[k]
+        want = {one[row // group] for row in range(ref.start, ref.stop)}
+        got = set()
+        for share in shares:
+            rows = mini_batch_slices(len(share) * group, count)[k]
+            assert rows.stop - rows.start == mini // world
+            got |= {share[row // group] for row in range(rows.start, rows.stop)}
+        assert got == want
+
+
+def test_require_mini_batch_split_names_the_key():
+    require_mini_batch_split(0, 8)
+    require_mini_batch_split(64, 8)
+    with pytest.raises(UserError, match=r"algo.mini_batch_size \(6\) must be a multiple of the number of processes \(4\)"):
+        require_mini_batch_split(6, 4)

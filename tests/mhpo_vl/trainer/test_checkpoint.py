@@ -7,12 +7,14 @@ import pytest
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from eval.preflight import check_vllm_model
 from mhpo_vl.config import LoraConfig, ModelConfig
 from mhpo_vl.errors import UserError
 from mhpo_vl.models import load_policy
 from mhpo_vl.trainer.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
+    legacy_weight_strays,
     load_checkpoint,
     read_trainer_state,
     restore_rng_state,
@@ -63,7 +65,7 @@ def test_full_model_round_trip_continues_exactly(tmp_path, tiny_model_dir):
     _train(model, opt, sched, 2)
     ckpt = _save(tmp_path, 2, model, opt, sched, data_position=32, metrics={"reward": float("nan")})
     assert ckpt == tmp_path / "checkpoints" / "step_2"
-    assert (ckpt / "model.safetensors").is_file() and (ckpt / "optimizer.pt").is_file()
+    assert (ckpt / "model.safetensors").is_file() and (ckpt / "trainer_state" / "optimizer.pt").is_file()
     draws = _draws()
     _train(model, opt, sched, 2)
     expected, expected_lr = _params(model), sched.get_last_lr()
@@ -148,7 +150,7 @@ def test_leftovers_of_a_killed_save_are_ignored_then_removed(tmp_path, tiny_mode
     root = tmp_path / "checkpoints"
     (root / ".tmp_step_2_99999").mkdir()
     (root / ".tmp_step_2_99999" / "model.safetensors").write_bytes(b"partial")
-    (root / "step_3").mkdir()  # no trainer_state.json: never complete
+    (root / "step_3" / "trainer_state").mkdir(parents=True)  # no state.json: never complete
     assert latest_checkpoint(tmp_path) == first
     _save(tmp_path, 4, model)
     assert sorted(p.name for p in root.iterdir()) == ["step_1", "step_4"]
@@ -197,16 +199,16 @@ def test_corrupt_checkpoints_raise_user_errors_naming_the_path(damage, tmp_path,
     if damage == "missing_dir":
         target = ckpt.with_name("step_9")
     elif damage == "bad_state":
-        target = ckpt / "trainer_state.json"
+        target = ckpt / "trainer_state" / "state.json"
         target.write_text('{"step": 1, "sta')
     elif damage == "truncated_optimizer":
-        target = ckpt / "optimizer.pt"
+        target = ckpt / "trainer_state" / "optimizer.pt"
         target.write_bytes(target.read_bytes()[:100])
     elif damage == "pickled_object":
-        target = ckpt / "optimizer.pt"
+        target = ckpt / "trainer_state" / "optimizer.pt"
         torch.save({"state": _NotATensor()}, target)  # arbitrary objects are never unpickled
     elif damage == "missing_rng":
-        target = ckpt / "rng_state.json"
+        target = ckpt / "trainer_state" / "rng_state.json"
         target.unlink()
     elif damage == "adapter_into_full_model":
         lora_model = load_policy(ModelConfig(name_or_path=str(tiny_model_dir("qwen2")),
@@ -231,7 +233,60 @@ def test_rng_capture_restore():
 def test_trainer_state_file_is_plain_json(tmp_path, tiny_model_dir):
     model = load_policy(ModelConfig(name_or_path=str(tiny_model_dir("qwen2"))))
     ckpt = _save(tmp_path, 7, model, epoch=1, consecutive_bad_steps=0)
-    doc = json.loads((ckpt / "trainer_state.json").read_text())
+    doc = json.loads((ckpt / "trainer_state" / "state.json").read_text())
     assert doc["step"] == 7 and doc["state"] == {"step": 7, "epoch": 1, "consecutive_bad_steps": 0}
-    rng = json.loads((ckpt / "rng_state.json").read_text())
+    rng = json.loads((ckpt / "trainer_state" / "rng_state.json").read_text())
     assert len(rng["python"]["state"]) == 625 and len(rng["numpy"]["key"]) == 624
+
+
+def test_model_folder_holds_only_the_model(tmp_path, tiny_model_dir):
+    """Weight loaders (vLLM, ``vllm serve``) take every ``*.safetensors`` of a model folder as weights: the
+    RNG tensors, optimizer and scheduler live in ``trainer_state/``, out of that pattern."""
+    model, opt, sched = _setup(tiny_model_dir("qwen2"))
+    _train(model, opt, sched, 1)
+    ckpt = _save(tmp_path, 1, model, opt, sched)
+    assert sorted(p.name for p in ckpt.glob("*.safetensors")) == ["model.safetensors"]
+    assert not list(ckpt.glob("*.pt")) and not (ckpt / "trainer_state.json").exists()
+    assert sorted(p.name for p in (ckpt / "trainer_state").iterdir()) == [
+        "optimizer.pt", "rng_state.json", "rng_state.safetensors", "scheduler.pt", "state.json"]
+    assert json.loads((ckpt / "trainer_state" / "state.json").read_text())["format_version"] == 3
+    assert legacy_weight_strays(ckpt) == [] and legacy_weight_strays(tiny_model_dir("qwen2")) == []
+
+
+def _to_old_layout(ckpt: Path) -> None:
+    """Rewrite a checkpoint into the format-2 layout (commit 8187b36): trainer files beside the model's,
+    ``trainer_state.json`` as the completeness marker."""
+    folder = ckpt / "trainer_state"
+    for item in folder.iterdir():
+        item.rename(ckpt / ("trainer_state.json" if item.name == "state.json" else item.name))
+    folder.rmdir()
+    doc = json.loads((ckpt / "trainer_state.json").read_text())
+    (ckpt / "trainer_state.json").write_text(json.dumps({**doc, "format_version": 2}))
+
+
+def test_old_layout_checkpoint_still_resumes_exactly(tmp_path, tiny_model_dir):
+    torch.manual_seed(0)
+    model, opt, sched = _setup(tiny_model_dir("qwen2"))
+    _train(model, opt, sched, 2)
+    ckpt = _save(tmp_path, 2, model, opt, sched, data_position=16)
+    _to_old_layout(ckpt)
+    draws = _draws()
+    _train(model, opt, sched, 2)
+    expected, expected_lr = _params(model), sched.get_last_lr()
+
+    assert latest_checkpoint(tmp_path) == ckpt
+    assert legacy_weight_strays(ckpt) == ["rng_state.safetensors"]
+    with pytest.raises(UserError, match="old layout.*rng_state.safetensors.*--backend hf"):
+        check_vllm_model(str(ckpt))  # `mhpo-eval run --backend vllm`: one clear line, not vLLM's KeyError
+    torch.manual_seed(123)
+    model2, opt2, sched2 = _setup(tiny_model_dir("qwen2"))
+    state = load_checkpoint(ckpt, model=model2, optimizer=opt2, scheduler=sched2)
+    assert state["data_position"] == 16 and read_trainer_state(ckpt)["step"] == 2
+    assert draws == _draws()
+    _train(model2, opt2, sched2, 2)
+    _assert_same(expected, _params(model2))
+    assert sched2.get_last_lr() == expected_lr
+    # A new save beside it counts the old-layout checkpoint as complete (kept, not pruned as a leftover).
+    _save(tmp_path, 3, model2, opt2, sched2, keep_last=2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_2", "step_3"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step_3"

@@ -67,7 +67,8 @@ def test_text_records_load_as_math(tmp_path):
 
 def test_vlm_recipe_substitutions_keep_algo_and_reward(tmp_path):
     cfg = load_config(RECIPES / "qwen2_5_vl_7b_geo3k_mhpo.yaml",
-                      ["rollout.backend=vllm", "algo.kl_coef=0.01", "algo.ppo_epochs=2", "logging.wandb=true"])
+                      ["rollout.backend=vllm", "algo.kl_coef=0.01", "algo.ppo_epochs=2", "logging.wandb=true",
+                       "model.attn_implementation=flash_attention_2"])  # the documented opt-in
     lines: list[str] = []
     out = dry_run_config(cfg, tmp_path, report=lines.append)
     text = "\n".join(lines)

@@ -52,9 +52,12 @@ def test_two_process_cpu_launch(tiny_model_dir, easy_vqa, tmp_path):
     launch_two("train", f"model.name_or_path={tiny_model_dir('qwen2_5_vl')}", f"data.train_dir={easy_vqa}",
                "data.eval_dir=", f"trainer.output_dir={run}", "trainer.max_steps=2", "trainer.save_every=0",
                "rollout.prompts_per_step=4", "rollout.group_size=2", "rollout.max_new_tokens=3",
-               "logging.progress_bar=false", "logging.plots=false", "logging.rollouts_every=1",
-               "logging.rollouts_per_step=8")
-    assert [m["step"] for m in read_metrics(run / "metrics.jsonl")] == [1, 2], "only rank 0 writes metrics"
+               "algo.mini_batch_size=2", "logging.progress_bar=false", "logging.plots=false",
+               "logging.rollouts_every=1", "logging.rollouts_per_step=8")
+    lines = read_metrics(run / "metrics.jsonl")
+    assert [m["step"] for m in lines] == [1, 2], "only rank 0 writes metrics"
+    # a global mini-batch of a quarter of the 8 rows: 4 optimizer steps, each rank taking 1 of its 4 rows
+    assert [m["optimizer_steps"] for m in lines] == [4, 4]
     assert (run / "checkpoints" / "step_2").is_dir()
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
     # rollouts: rank 0 logs its own share (2 of the 4 prompts, G=2 each), nobody else writes
@@ -82,3 +85,12 @@ def test_two_process_sft_rejects_a_batch_that_does_not_split(tiny_model_dir, eas
                       f"sft.output_dir={tmp_path / 'sft'}", "sft.max_steps=1", "sft.batch_size=3", ok=False)
     assert "sft.batch_size (3) must be a multiple of the number of processes (2)" in proc.stderr
     assert not (tmp_path / "sft" / "metrics.jsonl").exists()
+
+
+def test_two_process_train_rejects_a_mini_batch_that_does_not_split(tiny_model_dir, easy_vqa, tmp_path):
+    """algo.mini_batch_size counts rows over all processes: 1 row cannot be shared by 2 ranks."""
+    proc = launch_two("train", f"model.name_or_path={tiny_model_dir('qwen2_5_vl')}", f"data.train_dir={easy_vqa}",
+                      "data.eval_dir=", f"trainer.output_dir={tmp_path / 'run'}", "trainer.max_steps=1",
+                      "rollout.prompts_per_step=2", "rollout.group_size=2", "algo.mini_batch_size=1", ok=False)
+    assert "algo.mini_batch_size (1) must be a multiple of the number of processes (2)" in proc.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -122,3 +122,23 @@ def test_inline_metrics_cover_only_the_rows_taken():
     _, want = rollout_is_weights(trainer[rows], sampler[rows], mask[rows], mode="token_tis", cap=2.0)
     for key, value in want.items():
         torch.testing.assert_close(metrics[f"rollout/{key}"], value)
+
+
+@pytest.mark.parametrize(("mini", "one_step"), [(0, True), (18, True), (9, False), (6, False)])
+def test_one_step_counts_global_mini_batches(mini, one_step, tiny_model_dir):
+    """This rank holds 9 of an 18-row global batch (2 processes): algo.mini_batch_size = 18 is one optimizer
+    step (pi_old is the rollout's, no forward), 9 are two steps (one no-grad forward gives pi_old)."""
+    processor, model, batch = _setup(tiny_model_dir, "qwen2_vl", _records())
+    rollout = HFRolloutBackend(processor).generate(
+        model, batch, SamplingParams(num_samples=3, temperature=0.8, max_new_tokens=4, return_logprobs=True))
+    assert len(rollout) == 9
+    vs = getattr(processor, "tokenizer", processor).convert_tokens_to_ids("<|vision_start|>")
+    cfg = _cfg("token_tis")
+    cfg.algo.mini_batch_size = mini
+    cfg.rollout.prompts_per_step, cfg.rollout.group_size = 6, 3  # the global batch: 18 rows
+    computer = OldLogprobs(cfg, Accelerator(cpu=True), vs, SamplerView())
+    base = computer.compute(model, None, rollout, build_sequence_inputs(rollout, model, vs), torch.zeros(9),
+                            other_engine=False)
+    assert (base.old is rollout.logprobs) == one_step
+    torch.testing.assert_close(base.old * rollout.response_mask, rollout.logprobs * rollout.response_mask,
+                               atol=1e-4, rtol=0)

@@ -279,3 +279,20 @@ def test_estimate_matches_measured_peak_of_a_training_step(measured_trainer, che
     est = estimate(Setup(cfg, gpus=1, gpu_mem_gib=1, prompt_tokens=prompt_tokens, overhead_gib=0), spec)
     assert abs(est.peak - peak) <= TOLERANCE * peak, (est.peak / 2**20, peak / 2**20)
     assert est.peak < GIB
+
+
+def test_mini_batch_is_global_so_each_gpu_takes_its_share():
+    # 4 prompts x G2 = 8 rows over 2 GPUs (4 each); a global mini-batch of 4 rows is 2 rows per GPU
+    cfg = _cfg(**{"algo.mini_batch_size": 4, "trainer.micro_batch_size": 0})
+    assert estimate(Setup(cfg, gpus=2, overhead_gib=0), SPEC).facts["micro_batch_rows"] == 2
+    assert estimate(Setup(cfg, gpus=1, overhead_gib=0), SPEC).facts["micro_batch_rows"] == 4
+    whole = _cfg(**{"trainer.micro_batch_size": 0})
+    assert estimate(Setup(whole, gpus=2, overhead_gib=0), SPEC).facts["micro_batch_rows"] == 4
+
+
+def test_lora_dropout_adds_no_activations_because_rl_runs_without_dropout():
+    def activations(dropout: float) -> float:
+        cfg = _cfg(**{"model.lora.enabled": "true", "model.lora.r": 2, "model.lora.dropout": dropout})
+        return estimate(Setup(cfg, overhead_gib=0), SPEC).get("activations")
+
+    assert activations(0.05) == activations(0.0)

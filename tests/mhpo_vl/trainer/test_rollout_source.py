@@ -94,3 +94,41 @@ def test_sync_weights_pushes_the_trainable_weights_only_to_an_engine_with_its_ow
     assert not any(is_vision_param(n) for n in engine.pushed)  # the frozen tower stays as the engine loaded it
     assert all(torch.equal(engine.pushed[n], p.detach()) for n, p in trainable.items())
 
+
+
+class _Bf16Accelerator:
+    """The run's accelerator with trainer.mixed_precision=bf16's autocast (accelerate keeps one state per
+    process, so the fixture's cannot be rebuilt with another precision)."""
+
+    def __init__(self, accelerator) -> None:
+        self._accelerator = accelerator
+
+    def __getattr__(self, name: str):
+        return getattr(self._accelerator, name)
+
+    def autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+class _AutocastProbe:
+    """A backend that records whether torch autocast was on when it was asked to generate."""
+
+    def __init__(self, needs_weight_sync: bool) -> None:
+        self.needs_weight_sync = needs_weight_sync
+        self.autocast: bool | None = None
+
+    def generate(self, model, batch, params):
+        self.autocast = torch.is_autocast_enabled("cpu")
+
+
+def test_hf_generate_runs_under_mixed_precision_and_a_vllm_engine_never_does(parts):
+    """rollout.mixed_precision puts HF generate under the trainer's autocast; a vLLM engine has its own dtype
+    (rollout.vllm.dtype) and must not run inside the trainer's autocast."""
+    source = _source(parts)
+    source.accelerator = _Bf16Accelerator(parts.accelerator)
+    hf, engine = _AutocastProbe(needs_weight_sync=False), _AutocastProbe(needs_weight_sync=True)
+    for backend in (hf, engine):
+        source.backend = backend
+        source.generate(2, parts.model)
+    assert hf.autocast is True
+    assert engine.autocast is False

@@ -177,3 +177,35 @@ def test_lora_and_dynamic_sampling_under_fsdp2(setup):
     for key, value in adapter.items():  # the saved adapter is the gathered trained one
         match = [k for k in final if k.replace(".default", "") == key]
         assert len(match) == 1 and torch.equal(final[match[0]], value), key
+
+
+def test_global_mini_batches_and_offloaded_clipping_equal_one_process(setup, tmp_path, monkeypatch):
+    """algo.mini_batch_size is global: a quarter of the batch gives 4 optimizer steps per trainer step on 2
+    processes as on 1 (each rank takes 2 of its 8 rows per step), and the same training. The 2-process run
+    also offloads FSDP2 to the CPU and clips every step (trainer.grad_clip far below the gradient norm)."""
+    from tests.mhpo_vl.trainer.sharded_launcher import make_trainer
+
+    batch = ["rollout.prompts_per_step=8", "rollout.group_size=2", "algo.mini_batch_size=4", "trainer.max_steps=2",
+             "trainer.save_every=0", "trainer.strategy=fsdp2", "trainer.grad_clip=1e-3"]
+    two = _launch(setup, "mini_offload", *batch, "trainer.fsdp_cpu_offload=true")
+    one = tmp_path / "one"
+    one.mkdir()
+    monkeypatch.setenv("MHPO_TEST_OUT", str(one))
+    trainer = make_trainer(load_config(RECIPE, [*setup["overrides"], *batch, f"trainer.output_dir={one / 'run'}"]))
+    trainer.train()
+    trainer.record_final_state()
+    lines = {n: read_metrics(out / "run" / "metrics.jsonl") for n, out in (("one", one), ("two", two))}
+    for name, metrics in lines.items():
+        assert [m["optimizer_steps"] for m in metrics] == [4, 4], name
+        assert all(m["grad_norm"] > 1e-2 for m in metrics), "clipping at 1e-3 must apply"
+    assert [m["reward/mean"] for m in lines["two"]] == pytest.approx([m["reward/mean"] for m in lines["one"]], abs=1e-6)
+    assert [m["grad_norm"] for m in lines["two"]] == pytest.approx([m["grad_norm"] for m in lines["one"]], rel=1e-3)
+    states = [json.loads((out / "state_rank0.json").read_text()) for out in (one, two)]
+    assert states[0]["optimizer_steps"] == states[1]["optimizer_steps"] == 8, states
+    initial = load_file(str(setup["model_dir"] / "model.safetensors"))
+    a, b = (load_file(str(out / "run" / "checkpoints" / "step_2" / "model.safetensors")) for out in (one, two))
+    assert a.keys() == b.keys() == initial.keys()
+    diff = math.sqrt(sum(float((a[k] - b[k]).square().sum()) for k in a))
+    update = math.sqrt(sum(float((a[k] - initial[k]).square().sum()) for k in a))
+    assert update > 0.1, f"the weights barely moved ({update:g}), the comparison says nothing"
+    assert diff <= 1e-3 * update, f"1 and 2 processes' updates differ by {diff / update:.2e} of the update's norm"
