@@ -8,6 +8,12 @@ This evaluator computes the same value for the numeric subset of LaTeX that answ
 ``3\\sqrt{2}``) and ``\\sin \\cos \\tan \\ln \\log``. Anything else (letters, symbols, sets) is not a
 number: ``latex_number`` returns None. Input length and exponents are bounded, so it always returns fast.
 
+Thousands separators: latex2sympy's number token accepts comma groups (``1,680`` is 1680), so the official
+code counts ``1,680`` equal to ``1680``. Here a comma is a thousands separator only when the whole
+answer is one number in the strict grouped form ``d{1,3}(,ddd)+`` (optionally signed, optionally with a
+decimal part), see :func:`ungroup_thousands`; every other comma (``1,5``, ``1,2,3``, ``(1,680)``) keeps
+the text from being a number.
+
     >>> latex_number("2\\\\pi") == latex_number("$2 \\\\pi$")
     True
     >>> latex_number("\\\\frac{\\\\sqrt{3}}{2}")
@@ -30,17 +36,34 @@ _DROP = ("\\left", "\\right", "\\displaystyle", "\\,", "\\!", "\\;", "$")
 _FUNCS = {"\\sin": math.sin, "\\cos": math.cos, "\\tan": math.tan, "\\ln": math.log, "\\log": math.log10,
           "\\exp": math.exp}
 _FRACS = ("\\frac", "\\dfrac", "\\tfrac")
+# Linear-time: each repetition starts at a comma and has a fixed width, so backtracking is bounded.
+_GROUPED = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", re.ASCII)
 
 
 class _NotNumber(Exception):
     pass
 
 
+def ungroup_thousands(text: str) -> str:
+    """``text`` without thousands separators when all of it (spaces around aside) is one number in the
+    strict form ``d{1,3}(,ddd)+`` with an optional sign and decimal part; otherwise ``text`` unchanged.
+
+    A comma elsewhere may be a decimal comma or separate list, tuple or interval items, so those stay:
+
+    >>> ungroup_thousands("1,680"), ungroup_thousands("-1,234,567.5")
+    ('1680', '-1234567.5')
+    >>> ungroup_thousands("1,5"), ungroup_thousands("1,2,3"), ungroup_thousands("(1,680)")
+    ('1,5', '1,2,3', '(1,680)')
+    """
+    stripped = text.strip()
+    return stripped.replace(",", "") if _GROUPED.fullmatch(stripped) else text
+
+
 def _tokens(text: str) -> list[str]:
     for junk in _DROP:
         text = text.replace(junk, "")
     tokens, pos = [], 0
-    text = text.strip()
+    text = ungroup_thousands(text.strip())
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
@@ -170,7 +193,13 @@ class _Parser:
 
 
 def latex_number(text: str) -> Optional[Number]:
-    """The value of a numeric LaTeX expression (int when it is an exact integer literal result), else None."""
+    """The value of a numeric LaTeX expression (int when it is an exact integer literal result), else None.
+
+    A whole answer in the strict thousands form reads as its number; other commas are no number.
+
+    >>> latex_number("1,680"), latex_number("1,5"), latex_number("(1,680)")
+    (1680, None, None)
+    """
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_CHARS:
         return None
     try:

@@ -9,9 +9,15 @@ last counts. ``find_math_answer`` then lowercases, takes the box content and the
 and strips LaTeX decoration (spaces, ``\\left``, degrees, ``$``, units km/m^3/units, ``\\text``).
 Correct when ``is_equal(gold, answer)`` or, for multiple choice, ``is_equal(gold option text, answer)``:
 equal after lowercasing, or tuples equal element-wise to 2 decimals, or both numbers equal to 2 decimals.
+Numbers are read with a safe evaluator (:mod:`eval.protocols.latex_value`) in place of latex2sympy +
+``eval``; like latex2sympy it reads thousands separators, so ``1,680`` equals ``1680``.
 
-Deliberate difference: a response with an ``<answer>...</answer>`` block (our think_answer template) is
-read as that block's content; the official code knows only ``\\boxed{}``.
+Deliberate differences: a response with an ``<answer>...</answer>`` block (our think_answer template) is
+read as that block's content; the official code knows only ``\\boxed{}``. A comma is a thousands
+separator only when the whole answer is one number in the strict form ``d{1,3}(,ddd)+`` (sign and
+decimal part allowed): latex2sympy's number token also takes ``12345,678``, grouped numbers inside an
+expression (``2\\times 1,000``) and a bracketed ``(1,680)`` or ``[1,680]`` as 1680, which we keep as
+text or a tuple; decimal commas (``1,5``) and lists (``1,2,3``) are no number in either.
 """
 
 from __future__ import annotations
@@ -164,7 +170,12 @@ def _tuple_form(text: str) -> str:
 
 
 def is_equal(answer: str, gold: str) -> bool:
-    """MATH-V's ``is_equal``: lowercase equality, tuple equality, or equal numbers to 2 decimals."""
+    """MATH-V's ``is_equal``: lowercase equality, tuple equality, or equal numbers to 2 decimals
+    (``1,680`` is the number 1680: strict thousands form only, see the module docstring).
+
+    >>> is_equal("1,680", "1680"), is_equal("1,5", "15"), is_equal("(1,680)", "1680")
+    (True, False, False)
+    """
     answer, gold = answer.lower(), gold.lower()
     if not answer.replace(" ", "") or not gold.replace(" ", ""):
         return False

@@ -14,6 +14,11 @@ Normalisation of the extracted answer, by the row's published ``question_type`` 
 - list (and other types): the text as is.
 
 Correct when the normalised text equals the published ``answer`` exactly.
+
+Thousands separators are not aligned with MATH-V's: here the official code rejects them too. ``float``
+fails on ``9,335``, and the GPT extractor's prompt (``evaluation/prompts/ext_ans.py``) neither asks it to
+drop separators nor shows a grouped number, so an answer written ``9,335`` is counted wrong, as the
+deterministic official steps count it; our verifiers (``accuracy_strict``) accept it.
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from eval.__main__ import main
-from eval.protocols.latex_value import latex_number
-from eval.protocols.mathvision import extract, find_math_answer, is_equal
+from eval.protocols.latex_value import latex_number, ungroup_thousands
+from eval.protocols.mathvision import MathVisionRules, extract, find_math_answer, is_equal
 from tests.eval.fixtures import write_jsonl, write_mathvision
 
 # (id, response, official verdict, why). Golds: 1 "C" (options A-E); 17 "12"; 21 "B" = "$2 \pi$";
@@ -70,3 +71,71 @@ def test_score_mathvision_row_by_row(tmp_path):
     assert m["accuracy"] == pytest.approx(sum(v for *_, v, _ in ROWS) / len(ROWS))
     assert by_response[("1", "Looking at the pattern, the shape is (C).")]["extracted_official"] == "c"
     assert m["protocol"]["name"] == "mathvision" and "utils.py" in m["protocol"]["source"]
+
+
+# Thousands separators, checked against the official utils.py (latex2sympy2 1.9.1) on these inputs:
+# latex2sympy reads "1,680" as 1680; a decimal comma or a list is no number. Ours reads a comma as a
+# thousands separator only in the strict whole-answer form d{1,3}(,ddd)+ (see the module docstring).
+GROUPED_EQUAL = [
+    ("1680", "\\boxed{1,680}"),
+    ("1680", "The answer is 1,680."),
+    ("1680", "<answer>1,680</answer>"),
+    ("-1680", "\\boxed{-1,680}"),
+    ("1680", "\\boxed{+1,680}"),
+    ("1680.5", "\\boxed{1,680.5}"),
+    ("1680", "\\boxed{1,680.004}"),  # equal to 2 decimals
+    ("1234567", "\\boxed{1,234,567}"),
+    ("1680", "\\boxed{1, 680}"),  # find_math_answer removes spaces first
+    ("1680", "\\boxed{\\$1,680}"),
+    ("1680", "AB = \\boxed{1,680 km}"),
+    ("1,680", "\\boxed{1680}"),  # a grouped gold reads the same way
+]
+GROUPED_UNEQUAL = [
+    ("15", "\\boxed{1,5}"),  # decimal comma or a list: no number
+    ("1.5", "\\boxed{1,5}"),
+    ("123", "\\boxed{1,2,3}"),  # a list
+    ("1234", "\\boxed{12,34}"),
+    ("12345", "\\boxed{1,2345}"),
+    ("1680", "\\boxed{1,68}"),
+    ("1680", "\\boxed{,680}"),
+    ("1000", "\\boxed{1,000,}"),
+    ("1680", "\\boxed{1{,}680}"),  # latex2sympy rejects the braced comma too
+    ("1680", "\\boxed{1,680cm}"),  # unit not among those find_math_answer removes
+    ("1680", "\\boxed{(1,680)}"),  # a tuple stays a tuple (official: latex2sympy reads 1680; we differ)
+    ("1680", "\\boxed{[1,680]}"),  # a list stays a list (same difference)
+    ("(1,680)", "\\boxed{1680}"),  # (same difference)
+    ("1680", "\\boxed{[1,680)}"),  # an interval
+]
+
+
+def _free_form(gold: str) -> dict:
+    return {"id": "t", "answer": gold, "meta": {"protocol": {"answer": gold, "options": []}}}
+
+
+@pytest.mark.parametrize("gold, response", GROUPED_EQUAL)
+def test_thousands_separators_read_as_numbers(gold, response):
+    verdict = MathVisionRules().verdict(_free_form(gold), response, None, False)
+    assert verdict.correct, verdict
+
+
+@pytest.mark.parametrize("gold, response", GROUPED_UNEQUAL)
+def test_other_commas_are_no_thousands_separators(gold, response):
+    verdict = MathVisionRules().verdict(_free_form(gold), response, None, False)
+    assert not verdict.correct, verdict
+
+
+def test_tuples_and_lists_with_commas_compare_as_before():
+    assert is_equal("(1,2)", "(1, 2)") and is_equal("(1,234)", "(1,234)") and is_equal("1,2,3", "1,2,3")
+    assert not is_equal("(1,234)", "(1234)") and not is_equal("(1,2)", "12")
+    assert ungroup_thousands("(1,2)") == "(1,2)" and ungroup_thousands(" 1,680 ") == "1680"
+    assert latex_number("1,680") == 1680 and latex_number("-1,234.5") == pytest.approx(-1234.5)
+    assert latex_number("1,5") is None and latex_number("1,2,3") is None and latex_number("(1,680)") is None
+
+
+def test_grouped_number_checks_stay_fast_on_adversarial_input():
+    nearly = "1" + ",111" * 30_000 + ",11"  # almost the grouped form: fails only at the very end
+    start = time.perf_counter()
+    assert ungroup_thousands(nearly) == nearly and ungroup_thousands(nearly + "1") == nearly.replace(",", "") + "1"
+    assert latex_number(nearly) is None and not is_equal("1111", nearly)
+    assert not is_equal("1", find_math_answer("\\boxed{" + "1," * 50_000 + "}"))
+    assert time.perf_counter() - start < 1.0

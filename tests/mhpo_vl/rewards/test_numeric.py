@@ -10,6 +10,7 @@ EQUAL = [
     ("1234", "1,234"),
     ("1,234,567.5", "1234567.5"),
     ("1{,}000", "1000"),
+    ("-1,680", "-1680"),
     ("+3", "3"),
     ("-0.5", "-.5"),
     ("\u22125", "-5"),  # unicode minus
@@ -42,6 +43,14 @@ UNEQUAL = [
     ("3, 4", "3"),
     ("the answer is 3", "3"),
     ("1,23", "123"),  # not a thousands grouping
+    # a comma is a thousands separator only in the strict form d{1,3}(,ddd)+: decimal commas, lists,
+    # tuples and intervals are no single number
+    ("1,5", "15"),
+    ("1,5", "1.5"),
+    ("1,2,3", "123"),
+    ("1,2345", "12345"),
+    ("(1,680)", "1680"),
+    ("[1,680)", "1680"),
     ("1e999", "1"),
     ("nan", "1"),
     ("inf", "1"),
