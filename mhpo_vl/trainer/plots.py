@@ -16,6 +16,8 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mhpo_vl.viewer.axis import value_axis
+
 MAX_SMOOTH_WINDOW = 50
 SPARSE_POINTS = 20  # series with at most this many points are drawn as markers, unsmoothed
 
@@ -124,12 +126,24 @@ def _draw_std_band(ax: Any, metrics: Sequence[Mapping[str, Any]], color: Any) ->
         ax.fill_between(xs, lo, hi, color=color, alpha=0.12, linewidth=0)
 
 
-def _render(spec: PlotSpec, metrics: Sequence[Mapping[str, Any]], out: Path) -> bool:
-    """Draw ``spec`` into ``out``; False (nothing written) when none of its metrics has a finite value."""
+def _flat_y_axis(ax: Any) -> None:
+    """Centre the y axis on a flat panel's value (constant up to float32 rounding), labelled with it.
+
+    matplotlib copes with an exactly constant series, but zooms a series varying by ~1e-8 into ticks
+    like ``18.0 .. 21.5`` under an offset ``1e-8+2.65062e-1``; :func:`value_axis` calls such a series flat.
+    """
+    axis = value_axis(ax.dataLim.intervaly)
+    if axis.flat:
+        ax.set_ylim(axis.lo, axis.hi)
+        ax.set_yticks(axis.ticks, labels=axis.labels)
+
+
+def figure(spec: PlotSpec, metrics: Sequence[Mapping[str, Any]]) -> Figure | None:
+    """The figure for ``spec`` (on an Agg canvas), or None when none of its metrics has a finite value."""
     series = [(k, *_points(metrics, k)) for k in _keys(spec, metrics)]
     series = [s for s in series if s[2]]
     if not series:
-        return False
+        return None
     colors = matplotlib.colormaps["tab10"]
     n_panels = len(series) if spec.panels else 1
     cols = min(3, n_panels)
@@ -145,6 +159,7 @@ def _render(spec: PlotSpec, metrics: Sequence[Mapping[str, Any]], out: Path) -> 
         if spec.panels:
             ax.set_title(key, fontsize=10)
     for ax in axes[:n_panels]:
+        _flat_y_axis(ax)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if spec.ylabel:
@@ -154,6 +169,14 @@ def _render(spec: PlotSpec, metrics: Sequence[Mapping[str, Any]], out: Path) -> 
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     fig.suptitle(spec.title)
+    return fig
+
+
+def _render(spec: PlotSpec, metrics: Sequence[Mapping[str, Any]], out: Path) -> bool:
+    """Draw ``spec`` into ``out``; False (nothing written) when none of its metrics has a finite value."""
+    fig = figure(spec, metrics)
+    if fig is None:
+        return False
     fig.savefig(out, dpi=100)
     return True
 

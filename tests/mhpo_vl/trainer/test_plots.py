@@ -3,7 +3,7 @@ import random
 
 from PIL import Image
 
-from mhpo_vl.trainer.plots import plot_metrics, smooth
+from mhpo_vl.trainer.plots import PLOTS, figure, plot_metrics, smooth
 
 
 def _synthetic(n: int = 60) -> list[dict]:
@@ -47,3 +47,19 @@ def test_only_reward_and_all_bad_values(tmp_path):
 def test_smooth_is_a_trailing_mean():
     assert smooth([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     assert all(math.isfinite(v) for v in smooth([0.5] * 100, 10))
+
+
+def test_a_flat_panel_is_centred_on_its_value():
+    """A metric constant up to float32 rounding is not zoomed into its noise (ticks 18.0..21.5, offset 1e-8)."""
+    a, b = 0.2650621831417084, 0.26506221294403076  # the same hazard weight mean from two reduction orders
+    records = [{"step": s, "loss/hazard_weight_mean": a if s % 3 else b, "loss/clip_frac": 0.0,
+                "loss/ratio_max": 1.0 + s / 10} for s in range(1, 31)]
+    spec = next(s for s in PLOTS if s.filename == "loss_stats.png")
+    fig = figure(spec, records)
+    fig.canvas.draw()
+    axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    hazard = axes["loss/hazard_weight_mean"]
+    assert [t.get_text() for t in hazard.get_yticklabels()] == ["0.255", "0.260", "0.265", "0.270", "0.275"]
+    assert hazard.yaxis.get_offset_text().get_text() == ""
+    assert [t.get_text() for t in axes["loss/clip_frac"].get_yticklabels()][2] == "0.0"
+    assert axes["loss/ratio_max"].get_ylim()[1] - axes["loss/ratio_max"].get_ylim()[0] > 2.9  # varying: matplotlib's

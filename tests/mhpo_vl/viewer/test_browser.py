@@ -63,6 +63,11 @@ def test_run_viewer_in_chromium(run_dir, tmp_path):
     assert dom.all("span") and any(a.get("class") == "tok" for a in dom.all("span"))
     # nothing outside the output folder is referenced
     assert all(a["src"].startswith("images/") for a in dom.all("img"))
+    # curve panels: every value axis covers its series; the hazard weight (~0.265, near-constant) is not
+    # drawn on an axis through zero (it once was, on -0.235..0.765)
+    axes = {a["aria-label"]: [float(v) for v in a["data-y-axis"].split()] for a in dom.all("svg")}
+    lo, hi = axes["hazard weight exp(-zeta) (mean)"]
+    assert 0 < lo < 0.265 < hi < 0.3 and all(lo < hi for lo, hi in axes.values())
 
 
 def test_injected_responses_are_inert_text(run_dir, tmp_path):
