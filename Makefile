@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.mhpo-setup-stamp
 
-.PHONY: setup setup-vllm gpu-smoke gpu-smoke-wheels test test-vllm test-slow test-repeat lint demo demo-real tiny-assets bench bench-decoders bench-loss bench-rewards compare clean
+.PHONY: setup setup-vllm gpu-smoke gpu-smoke-wheels test test-vllm test-slow test-repeat lint demo demo-real tiny-assets bench bench-decoders bench-loss bench-rewards compare docs docs-setup docs-check clean
 
 setup: $(STAMP)
 
@@ -43,10 +43,28 @@ gpu-smoke:
 gpu-smoke-wheels:
 	bash scripts/gpu_smoke_wheels.sh .whl/gpu-smoke
 
-# The plain suite, then the vLLM-marked tests in .venv-vllm (what CI runs).
-test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+# The plain suite (tests/test_docs.py builds the docs with `mkdocs build --strict`: MHPO_DOCS_REQUIRED makes a
+# missing mkdocs a failure there, not a skip), then the vLLM-marked tests in .venv-vllm (what CI runs).
+test: setup docs-setup
+	MHPO_DOCS_REQUIRED=1 NO_MKDOCS_2_WARNING=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-vllm
+
+# The documentation site (docs/, mkdocs.yml): the `docs` extra in .venv, re-installed only when pyproject.toml
+# changes. `make docs` builds it into site/ offline; `make docs-check` is the strict build alone (a broken link
+# or anchor, or a page missing from nav, fails), into a temporary folder.
+DOCS_STAMP := $(VENV)/.mhpo-docs-stamp
+docs-setup: $(DOCS_STAMP)
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[docs]"
+	@touch $(DOCS_STAMP)
+
+docs: docs-setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+docs-check: docs-setup
+	@tmp=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir $$tmp; \
+		status=$$?; rm -rf $$tmp; exit $$status
 
 # vLLM rollouts (rollout.backend=vllm, mhpo-eval --backend vllm): see README "vLLM rollouts".
 # Re-runs only when pyproject.toml or the script changes, so a second `make setup-vllm` is a no-op.
@@ -131,4 +149,4 @@ compare: setup
 	$(PY) scripts/compare.py --regime off_policy --seeds 3 --steps 60 --out runs/compare
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) runs build site *.egg-info
