@@ -17,7 +17,7 @@ import torch
 from mhpo_vl.config import LoraConfig, ModelConfig, VLLMConfig
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.models import load_policy, load_processor
-from mhpo_vl.rollout import HFRolloutBackend, SamplingParams, build_sequence_inputs, token_logprobs
+from mhpo_vl.rollout import HFRolloutBackend, SamplingParams
 from mhpo_vl.rollout.hf import vision_token_ids
 from mhpo_vl.rollout.weights import engine_weights
 from tests.mhpo_vl.rollout.vllm_helpers import (
@@ -26,6 +26,7 @@ from tests.mhpo_vl.rollout.vllm_helpers import (
     max_masked_diff,
     needs_vllm,
     text_records,
+    train_and_sync,
     trainer_view,
     vl_records,
 )
@@ -151,18 +152,7 @@ def test_weight_sync_after_three_steps_keeps_engine_equal_to_trainer(variant, vl
     fixed = engine.generate(model, batch, params)
     before = trainer_view(model.eval(), fixed, processor, temperature=1.0)
     vision_start = processor.tokenizer.convert_tokens_to_ids("<|vision_start|>")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(3):
-        inputs = build_sequence_inputs(fixed, model, vision_start, reuse_vision=False)
-        logp, _ = token_logprobs(model, inputs, fixed.response_ids, 1.0)
-        loss = -(logp * fixed.response_mask).sum() / fixed.response_mask.sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        sent = engine.sync_weights(engine_weights(model.state_dict().items(), model))
-        assert sent > 0
-    model.eval()
+    assert all(sent > 0 for sent in train_and_sync(model, engine, fixed, vision_start))
     after = trainer_view(model, fixed, processor, temperature=1.0)
     assert max_masked_diff(before, after, fixed.response_mask) > 0.1, "the update must be large enough to notice"
     # The same prompts again: a stale prefix, encoder or multimodal cache would give the old numbers.
@@ -249,16 +239,7 @@ def _train_three_steps_and_resample(engine, path, processor) -> tuple[float, flo
     fixed = engine.generate(model, batch, params)
     before = trainer_view(model, fixed, processor, temperature=1.0)
     first = max_masked_diff(before, fixed.logprobs, fixed.response_mask)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(3):
-        logp, _ = token_logprobs(model, build_sequence_inputs(fixed, model, None), fixed.response_ids, 1.0)
-        loss = -(logp * fixed.response_mask).sum() / fixed.response_mask.sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        engine.sync_weights(engine_weights(model.state_dict().items(), model))
-    model.eval()
+    train_and_sync(model, engine, fixed, None)
     moved = max_masked_diff(before, trainer_view(model, fixed, processor, temperature=1.0), fixed.response_mask)
     fresh = engine.generate(model, batch, params)
     last = max_masked_diff(trainer_view(model, fresh, processor, temperature=1.0), fresh.logprobs,

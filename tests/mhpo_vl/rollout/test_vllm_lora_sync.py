@@ -19,7 +19,7 @@ import torch
 from mhpo_vl.config import LoraConfig, ModelConfig, VLLMConfig
 from mhpo_vl.data import PromptCollator
 from mhpo_vl.models import load_policy, load_processor
-from mhpo_vl.rollout import SamplingParams, build_sequence_inputs, token_logprobs
+from mhpo_vl.rollout import SamplingParams
 from mhpo_vl.rollout.weights import FUSED_MODULES, engine_weights
 from mhpo_vl.trainer.metrics import read_metrics
 from tests.mhpo_vl.rollout.vllm_helpers import (
@@ -27,6 +27,7 @@ from tests.mhpo_vl.rollout.vllm_helpers import (
     MIN_PIXELS,
     max_masked_diff,
     needs_vllm,
+    train_and_sync,
     trainer_view,
     vl_records,
 )
@@ -79,17 +80,7 @@ def test_lora_on_q_and_v_only_engine_follows_the_trainer(tiny_model_dir):
     before = trainer_view(model, fixed, processor, temperature=1.0)
     assert max_masked_diff(before, fixed.logprobs, fixed.response_mask) < 1e-4  # the sync before training
     vision_start = processor.tokenizer.convert_tokens_to_ids("<|vision_start|>")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(3):
-        inputs = build_sequence_inputs(fixed, model, vision_start, reuse_vision=False)
-        logp, _ = token_logprobs(model, inputs, fixed.response_ids, 1.0)
-        loss = -(logp * fixed.response_mask).sum() / fixed.response_mask.sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        engine.sync_weights(engine_weights(model.state_dict().items(), model))
-    model.eval()
+    train_and_sync(model, engine, fixed, vision_start)
     after = trainer_view(model, fixed, processor, temperature=1.0)
     assert max_masked_diff(before, after, fixed.response_mask) > 0.1, "the update must be large enough to notice"
     torch.manual_seed(0)

@@ -52,3 +52,26 @@ def trainer_view(model: torch.nn.Module, rollout: Any, processor: Any, *, temper
 def max_masked_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
     m = mask.bool()
     return float((a[m] - b[m]).abs().max()) if m.any() else 0.0
+
+
+def train_and_sync(model: torch.nn.Module, engine: Any, fixed: Any, vision_start: int | None, *, steps: int = 3,
+                   lr: float = 1e-2) -> list[int]:
+    """``steps`` AdamW steps raising the log-likelihood of ``fixed``'s responses (large at lr 1e-2), each
+    followed by a weight sync of ``model`` into ``engine``; returns the tensors sent per sync. Leaves the
+    model in eval mode."""
+    from mhpo_vl.rollout import token_logprobs
+    from mhpo_vl.rollout.weights import engine_weights
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    sent = []
+    for _ in range(steps):
+        inputs = build_sequence_inputs(fixed, model, vision_start, reuse_vision=False)
+        logp, _ = token_logprobs(model, inputs, fixed.response_ids, 1.0)
+        loss = -(logp * fixed.response_mask).sum() / fixed.response_mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        sent.append(engine.sync_weights(engine_weights(model.state_dict().items(), model)))
+    model.eval()
+    return sent
