@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
-# GPU smoke check (README "GPU"): on one CUDA GPU, 3 RL steps of a ~0.5B Qwen2.5-VL-architecture model with
+# GPU smoke check (docs/gpu.md): on one CUDA GPU, 3 RL steps of a ~0.5B Qwen2.5-VL-architecture model with
 # trainer.strategy=fsdp2 (a 1-rank group), bf16 and the HF backend, checkpoint reload and resume, `mhpo-vl plan`
 # against torch.cuda.max_memory_allocated; prints one JSON line, exits 1 on any failure, and prints "no CUDA
 # device: skipped" (exit 0) without CUDA. No `setup`: it runs with any python that has torch, transformers,
@@ -66,7 +66,7 @@ docs-check: docs-setup
 	@tmp=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir $$tmp; \
 		status=$$?; rm -rf $$tmp; exit $$status
 
-# vLLM rollouts (rollout.backend=vllm, mhpo-eval --backend vllm): see README "vLLM rollouts".
+# vLLM rollouts (rollout.backend=vllm, mhpo-eval --backend vllm): see docs/vllm.md.
 # Re-runs only when pyproject.toml or the script changes, so a second `make setup-vllm` is a no-op.
 setup-vllm: $(VLLM_STAMP)
 
@@ -144,7 +144,7 @@ bench-rewards: setup
 	$(PY) scripts/bench_rewards.py
 
 # Every loss and MHPO ablation on the tiny task, off-policy (4 optimizer steps per rollout batch), 3 seeds x 60
-# steps: the README's table (~18 min on 2 shared cores; not in CI).
+# steps: table (a) of docs/evidence.md (8-54 min on 2 shared cores; not in CI).
 compare: setup
 	$(PY) scripts/compare.py --regime off_policy --seeds 3 --steps 60 --out runs/compare
 
